@@ -1,0 +1,45 @@
+//! `arlas`: one binary for every role of the ARLAS system.
+//!
+//! Subcommands: `game` (the built-in environment), `generate` and `model` (policies),
+//! `bench` (speed measurements). Training and the distributed roles build on these.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+/// Adversarial RL for agent safety: co-train an attacker LLM and an agent LLM
+/// so the agent finishes its task without leaking private data to prompt injections.
+#[derive(Debug, Parser)]
+#[command(name = "arlas", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    log: cli::logging::LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Play, inspect and export the built-in prompt-injection game.
+    #[command(subcommand)]
+    Game(cli::game::GameCommand),
+    /// Generate text from a policy model (tiny, smollm2, a Hugging Face directory or a checkpoint).
+    Generate(cli::model::GenerateArgs),
+    /// Fetch, build and inspect policy models.
+    #[command(subcommand)]
+    Model(cli::model::ModelCommand),
+    /// Measure speed: the game, sampling and training.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    cli::logging::init(&cli.log)?;
+    match cli.command {
+        Command::Game(cmd) => cli::game::run(cmd),
+        Command::Generate(args) => cli::model::generate(args),
+        Command::Model(cmd) => cli::model::run(cmd),
+        Command::Bench(cmd) => cli::bench::run(cmd),
+    }
+}
