@@ -1,0 +1,133 @@
+//! A linear layer `y = x W^T + b`, optionally with a LoRA adapter `+ (alpha/r) x A^T B^T`.
+
+use candle_core::{D, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use crate::error::Result;
+use crate::lora::LoraConfig;
+
+/// The adapter of one linear layer: `A` is `(r, in)`, `B` is `(out, r)`, `B` starts at zero.
+#[derive(Debug, Clone)]
+struct Adapter {
+    a: Tensor,
+    b: Tensor,
+    scale: f64,
+}
+
+/// A projection with an optional bias and an optional LoRA adapter.
+#[derive(Debug, Clone)]
+pub(crate) struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    adapter: Option<Adapter>,
+}
+
+/// The LoRA side of model construction: a builder over the adapter store and its settings.
+#[derive(Clone)]
+pub(crate) struct LoraBuilder<'a> {
+    pub(crate) vb: VarBuilder<'a>,
+    pub(crate) config: LoraConfig,
+}
+
+impl<'a> LoraBuilder<'a> {
+    pub(crate) fn pp(&self, name: &str) -> Self {
+        Self {
+            vb: self.vb.pp(name),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl Linear {
+    /// Builds `vb.prefix + ".weight"` (and `.bias`), plus `.lora_A.weight` / `.lora_B.weight`
+    /// under the same prefix in the adapter store when `lora` is given.
+    pub(crate) fn new(
+        vb: &VarBuilder,
+        lora: Option<&LoraBuilder>,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        init_std: f64,
+    ) -> candle_core::Result<Self> {
+        let weight = vb.get_with_hints(
+            (out_dim, in_dim),
+            "weight",
+            Init::Randn {
+                mean: 0.0,
+                stdev: init_std,
+            },
+        )?;
+        let bias = if bias {
+            Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?)
+        } else {
+            None
+        };
+        let adapter = match lora {
+            None => None,
+            Some(l) => {
+                let r = l.config.rank;
+                // PEFT's default: A ~ kaiming-uniform (bound 1/sqrt(in)), B = 0.
+                let bound = 1.0 / usize_to_f64(in_dim).sqrt();
+                let a = l.vb.pp("lora_A").get_with_hints(
+                    (r, in_dim),
+                    "weight",
+                    Init::Uniform {
+                        lo: -bound,
+                        up: bound,
+                    },
+                )?;
+                let b =
+                    l.vb.pp("lora_B")
+                        .get_with_hints((out_dim, r), "weight", Init::Const(0.0))?;
+                Some(Adapter {
+                    a,
+                    b,
+                    scale: l.config.scale(),
+                })
+            }
+        };
+        Ok(Self {
+            weight,
+            bias,
+            adapter,
+        })
+    }
+
+    /// `x` of shape `(..., in)` to `(..., out)`.
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = x.dim(D::Minus1)?;
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let x2 = x.reshape((rows, in_dim))?;
+        let mut y = x2.matmul(&self.weight.t()?)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
+        }
+        if let Some(ad) = &self.adapter {
+            let low = x2.matmul(&ad.a.t()?)?.matmul(&ad.b.t()?)?;
+            y = (y + (low * ad.scale)?)?;
+        }
+        let mut out_dims = dims;
+        let last = out_dims.len() - 1;
+        out_dims[last] = self.weight.dim(0)?;
+        Ok(y.reshape(out_dims)?)
+    }
+
+    /// The same layer over detached tensors (shared storage, no autograd graph).
+    pub(crate) fn detached(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            bias: self.bias.as_ref().map(Tensor::detach),
+            adapter: self.adapter.as_ref().map(|a| Adapter {
+                a: a.a.detach(),
+                b: a.b.detach(),
+                scale: a.scale,
+            }),
+        }
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // layer widths are far below 2^52
+fn usize_to_f64(n: usize) -> f64 {
+    n as f64
+}

@@ -1,0 +1,354 @@
+//! The Llama-family decoder: RMSNorm, RoPE (rotate-half), grouped-query attention, SwiGLU,
+//! tied or untied head, optional q/k/v bias (Qwen2) and optional LoRA adapters.
+//!
+//! Tensor names are Hugging Face's (`model.layers.{i}.self_attn.q_proj.weight`, ...), so the
+//! same construction trains from a `Var` store and loads a safetensors checkpoint.
+
+mod cache;
+mod linear;
+pub(crate) mod ops;
+mod rope;
+pub(crate) mod store;
+
+pub(crate) use cache::KvCache;
+pub(crate) use linear::LoraBuilder;
+pub use ops::Kernels;
+pub(crate) use rope::Positions;
+
+use candle_core::{Device, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use crate::config::LlamaConfig;
+use crate::error::Result;
+use linear::Linear;
+use rope::RopeTables;
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    input_layernorm: Tensor,
+    self_attn: Attention,
+    post_attention_layernorm: Tensor,
+    mlp: Mlp,
+}
+
+/// The decoder's weights and the code that runs them (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct Decoder {
+    config: LlamaConfig,
+    embed_tokens: Tensor,
+    layers: Vec<Block>,
+    norm: Tensor,
+    lm_head: Tensor,
+    rope: RopeTables,
+    device: Device,
+}
+
+fn pp_lora<'a>(lora: Option<&LoraBuilder<'a>>, name: &str) -> Option<LoraBuilder<'a>> {
+    lora.map(|l| l.pp(name))
+}
+
+impl Attention {
+    fn new(
+        cfg: &LlamaConfig,
+        vb: &VarBuilder,
+        lora: Option<&LoraBuilder>,
+    ) -> candle_core::Result<Self> {
+        let h = cfg.hidden_size;
+        let hd = cfg.head_width();
+        let q = cfg.num_attention_heads * hd;
+        let kv = cfg.kv_heads() * hd;
+        let bias = cfg.qkv_bias();
+        let std = cfg.initializer_range;
+        let lin = |name: &str, i: usize, o: usize, b: bool| {
+            Linear::new(&vb.pp(name), pp_lora(lora, name).as_ref(), i, o, b, std)
+        };
+        Ok(Self {
+            q_proj: lin("q_proj", h, q, bias)?,
+            k_proj: lin("k_proj", h, kv, bias)?,
+            v_proj: lin("v_proj", h, kv, bias)?,
+            o_proj: lin("o_proj", q, h, false)?,
+            heads: cfg.num_attention_heads,
+            kv_heads: cfg.kv_heads(),
+            head_dim: hd,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<(&mut KvCache, usize)>,
+        kernels: Kernels,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let split = |y: Tensor, heads: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let q = split(self.q_proj.forward(x)?, nh)?;
+        let k = split(self.k_proj.forward(x)?, nkv)?;
+        let v = split(self.v_proj.forward(x)?, nkv)?;
+        let q = ops::rope(&q, cos, sin, kernels)?;
+        let k = ops::rope(&k, cos, sin, kernels)?;
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, &k, &v)?,
+            None => (k, v),
+        };
+        let tk = k.dim(2)?;
+        let rep = nh / nkv;
+        // Grouped-query attention without copying K/V: query heads j*rep .. j*rep+rep-1 share
+        // KV head j (Hugging Face's repeat_kv order), so fold them into the row dimension.
+        let qg = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
+        let scale = 1.0 / usize_to_f64(hd).sqrt();
+        let scores = (qg.matmul(&k.t()?)? * scale)?.reshape((b, nh, t, tk))?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let probs = ops::softmax_last(&scores, kernels)?;
+        let out = probs.reshape((b, nkv, rep * t, tk))?.matmul(&v)?;
+        let out = out
+            .reshape((b, nh, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?;
+        self.o_proj.forward(&out)
+    }
+
+    fn detached(&self) -> Self {
+        Self {
+            q_proj: self.q_proj.detached(),
+            k_proj: self.k_proj.detached(),
+            v_proj: self.v_proj.detached(),
+            o_proj: self.o_proj.detached(),
+            ..*self
+        }
+    }
+}
+
+impl Mlp {
+    fn new(
+        cfg: &LlamaConfig,
+        vb: &VarBuilder,
+        lora: Option<&LoraBuilder>,
+    ) -> candle_core::Result<Self> {
+        let (h, i, b, std) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.mlp_bias,
+            cfg.initializer_range,
+        );
+        let lin = |name: &str, i: usize, o: usize| {
+            Linear::new(&vb.pp(name), pp_lora(lora, name).as_ref(), i, o, b, std)
+        };
+        Ok(Self {
+            gate_proj: lin("gate_proj", h, i)?,
+            up_proj: lin("up_proj", h, i)?,
+            down_proj: lin("down_proj", i, h)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(x)?.silu()?;
+        let up = self.up_proj.forward(x)?;
+        self.down_proj.forward(&(gate * up)?)
+    }
+
+    fn detached(&self) -> Self {
+        Self {
+            gate_proj: self.gate_proj.detached(),
+            up_proj: self.up_proj.detached(),
+            down_proj: self.down_proj.detached(),
+        }
+    }
+}
+
+fn norm_weight(vb: &VarBuilder, size: usize) -> candle_core::Result<Tensor> {
+    vb.get_with_hints(size, "weight", Init::Const(1.0))
+}
+
+impl Block {
+    fn new(
+        cfg: &LlamaConfig,
+        vb: &VarBuilder,
+        lora: Option<&LoraBuilder>,
+    ) -> candle_core::Result<Self> {
+        Ok(Self {
+            input_layernorm: norm_weight(&vb.pp("input_layernorm"), cfg.hidden_size)?,
+            self_attn: Attention::new(
+                cfg,
+                &vb.pp("self_attn"),
+                pp_lora(lora, "self_attn").as_ref(),
+            )?,
+            post_attention_layernorm: norm_weight(
+                &vb.pp("post_attention_layernorm"),
+                cfg.hidden_size,
+            )?,
+            mlp: Mlp::new(cfg, &vb.pp("mlp"), pp_lora(lora, "mlp").as_ref())?,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        x: &Tensor,
+        eps: f64,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<(&mut KvCache, usize)>,
+        kernels: Kernels,
+    ) -> Result<Tensor> {
+        let normed = ops::rms_norm(x, &self.input_layernorm, eps, kernels)?;
+        let attn = self
+            .self_attn
+            .forward(&normed, cos, sin, mask, cache, kernels)?;
+        let h = (x + attn)?;
+        let normed = ops::rms_norm(&h, &self.post_attention_layernorm, eps, kernels)?;
+        Ok((&h + self.mlp.forward(&normed)?)?)
+    }
+
+    fn detached(&self) -> Self {
+        Self {
+            input_layernorm: self.input_layernorm.detach(),
+            self_attn: self.self_attn.detached(),
+            post_attention_layernorm: self.post_attention_layernorm.detach(),
+            mlp: self.mlp.detached(),
+        }
+    }
+}
+
+impl Decoder {
+    /// Builds the decoder from `vb` (base weights) and, optionally, a LoRA adapter store.
+    pub(crate) fn new(
+        config: &LlamaConfig,
+        vb: &VarBuilder,
+        lora: Option<&LoraBuilder>,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let build = || -> candle_core::Result<(Tensor, Vec<Block>, Tensor, Tensor)> {
+            let embed = vb.pp("model.embed_tokens").get_with_hints(
+                (config.vocab_size, config.hidden_size),
+                "weight",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: config.initializer_range,
+                },
+            )?;
+            let layers = (0..config.num_hidden_layers)
+                .map(|i| {
+                    let name = format!("model.layers.{i}");
+                    Block::new(config, &vb.pp(&name), pp_lora(lora, &name).as_ref())
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let norm = norm_weight(&vb.pp("model.norm"), config.hidden_size)?;
+            let head = if config.tie_word_embeddings {
+                embed.clone()
+            } else {
+                vb.pp("lm_head").get_with_hints(
+                    (config.vocab_size, config.hidden_size),
+                    "weight",
+                    Init::Randn {
+                        mean: 0.0,
+                        stdev: config.initializer_range,
+                    },
+                )?
+            };
+            Ok((embed, layers, norm, head))
+        };
+        let (embed_tokens, layers, norm, lm_head) = build().map_err(store::build_error)?;
+        Ok(Self {
+            config: config.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rope: RopeTables::new(config, device)?,
+            device: device.clone(),
+        })
+    }
+
+    pub(crate) fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    pub(crate) fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Final hidden states `(B, T, hidden)` for token ids `(B, T)`.
+    ///
+    /// `mask` is additive, `(B or 1, 1, T, T_keys)`. With a cache, keys/values are appended
+    /// and attention covers everything cached.
+    pub(crate) fn hidden(
+        &self,
+        ids: &Tensor,
+        positions: &Positions,
+        mask: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+        kernels: Kernels,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let mut x = self
+            .embed_tokens
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, self.config.hidden_size))?;
+        let (cos, sin) = self.rope.select(positions)?;
+        let eps = self.config.rms_norm_eps;
+        for (i, block) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| (c, i));
+            x = block.forward(&x, eps, &cos, &sin, mask, layer_cache, kernels)?;
+        }
+        if let Some(c) = cache {
+            c.advance(t);
+        }
+        ops::rms_norm(&x, &self.norm, eps, kernels)
+    }
+
+    /// Logits `(N, vocab)` for hidden states `(N, hidden)`.
+    pub(crate) fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(hidden.matmul(&self.lm_head.t()?)?)
+    }
+
+    /// The same decoder over detached tensors: shares storage (so in-place weight updates
+    /// show through) but never builds an autograd graph.
+    pub(crate) fn detached(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            embed_tokens: self.embed_tokens.detach(),
+            layers: self.layers.iter().map(Block::detached).collect(),
+            norm: self.norm.detach(),
+            lm_head: self.lm_head.detach(),
+            rope: self.rope.clone(),
+            device: self.device.clone(),
+        }
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // head widths are far below 2^52
+fn usize_to_f64(n: usize) -> f64 {
+    n as f64
+}

@@ -1,0 +1,360 @@
+//! `Policy`: a decoder with its tokenizer, chat template and device; the object actors sample
+//! from and learners train.
+
+use std::collections::{BTreeMap, HashMap};
+
+use candle_core::{Device, Tensor, Var};
+
+use crate::chat::ChatTemplate;
+use crate::config::LlamaConfig;
+use crate::error::{Error, Result};
+use crate::lora::LoraConfig;
+use crate::model::store::{Fill, WeightStore};
+use crate::model::{Decoder, Kernels, LoraBuilder};
+use crate::sampling::{self, Generation, SamplingParams, StopRules};
+use crate::scoring::{self, ScoreItem, ScoreOutput};
+use crate::tokenizer::PolicyTokenizer;
+
+/// The LoRA side of a policy: its settings and its adapter tensors.
+#[derive(Clone)]
+struct AdapterState {
+    config: LoraConfig,
+    store: WeightStore,
+}
+
+/// A language model ready to sample and to be scored (see the crate docs).
+#[derive(Clone)]
+pub struct Policy {
+    /// Built over the stores' tensors: `Var`s where trainable, so scoring builds a graph.
+    decoder: Decoder,
+    /// The same weights detached: sampling and reference scoring never build a graph.
+    detached: Decoder,
+    base: WeightStore,
+    adapter: Option<AdapterState>,
+    chat: ChatTemplate,
+    eos: Vec<u32>,
+    source: String,
+    trainable: bool,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("source", &self.source)
+            .field("config", self.decoder.config())
+            .field("lora", &self.adapter.as_ref().map(|a| &a.config))
+            .field("trainable", &self.trainable)
+            .finish()
+    }
+}
+
+/// Everything needed to assemble a policy.
+pub(crate) struct PolicyParts {
+    pub(crate) config: LlamaConfig,
+    /// Base weights by Hugging Face name (empty for a random init).
+    pub(crate) weights: HashMap<String, Tensor>,
+    pub(crate) fill: Fill,
+    pub(crate) chat: ChatTemplate,
+    /// What the weights came from (`tiny-2m`, `smollm2`, a path): recorded in checkpoints.
+    pub(crate) source: String,
+    /// LoRA adapters to attach: settings, loaded tensors (empty = fresh) and init seed.
+    pub(crate) lora: Option<(LoraConfig, HashMap<String, Tensor>, u64)>,
+    pub(crate) trainable: bool,
+}
+
+impl Policy {
+    pub(crate) fn assemble(parts: PolicyParts, device: &Device) -> Result<Self> {
+        let PolicyParts {
+            config,
+            weights,
+            fill,
+            chat,
+            source,
+            lora,
+            trainable,
+        } = parts;
+        if chat.tokenizer().vocab_size() > config.vocab_size {
+            return Err(Error::Config(format!(
+                "the tokenizer has {} ids but the model's vocab_size is {}",
+                chat.tokenizer().vocab_size(),
+                config.vocab_size
+            )));
+        }
+        let base = WeightStore::new(weights, fill, trainable && lora.is_none());
+        let adapter = lora.map(|(config, tensors, seed)| {
+            let fill = if tensors.is_empty() {
+                Fill::Random { seed }
+            } else {
+                Fill::Required
+            };
+            AdapterState {
+                config,
+                store: WeightStore::new(tensors, fill, trainable),
+            }
+        });
+        let lora_builder = adapter.as_ref().map(|a| LoraBuilder {
+            vb: a.store.var_builder(device),
+            config: a.config.clone(),
+        });
+        let decoder = Decoder::new(
+            &config,
+            &base.var_builder(device),
+            lora_builder.as_ref(),
+            device,
+        )?;
+        let unused = base.unused_loaded();
+        if !unused.is_empty() {
+            tracing::debug!(?unused, "weights not used by the decoder");
+        }
+        if let Some(a) = &adapter {
+            let unused = a.store.unused_loaded();
+            if !unused.is_empty() {
+                return Err(Error::Config(format!(
+                    "adapter tensors {unused:?} match no layer of the model"
+                )));
+            }
+        }
+        let mut eos = config.eos_ids();
+        eos.extend(chat.turn_end_id());
+        eos.sort_unstable();
+        eos.dedup();
+        Ok(Self {
+            detached: decoder.detached(),
+            decoder,
+            base,
+            adapter,
+            chat,
+            eos,
+            source,
+            trainable,
+        })
+    }
+
+    /// The model's architecture.
+    pub fn config(&self) -> &LlamaConfig {
+        self.decoder.config()
+    }
+
+    pub fn tokenizer(&self) -> &PolicyTokenizer {
+        self.chat.tokenizer()
+    }
+
+    pub fn chat(&self) -> &ChatTemplate {
+        &self.chat
+    }
+
+    pub fn device(&self) -> &Device {
+        self.decoder.device()
+    }
+
+    /// What the weights came from (`tiny-2m`, `smollm2`, a directory).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Ids that end a generation (config EOS and the chat template's end of turn).
+    pub fn eos_ids(&self) -> &[u32] {
+        &self.eos
+    }
+
+    /// The LoRA settings, when the policy has adapters.
+    pub fn lora(&self) -> Option<&LoraConfig> {
+        self.adapter.as_ref().map(|a| &a.config)
+    }
+
+    /// Whether `score` builds an autograd graph over trainable variables.
+    pub fn is_trainable(&self) -> bool {
+        self.trainable
+    }
+
+    /// Number of parameters of the base model.
+    pub fn num_parameters(&self) -> usize {
+        self.config().num_parameters()
+    }
+
+    /// Number of trainable parameters (the adapters under LoRA).
+    pub fn num_trainable_parameters(&self) -> usize {
+        self.trainable_vars()
+            .values()
+            .map(|v| v.as_tensor().elem_count())
+            .sum()
+    }
+
+    /// Samples a completion for every prompt, in one batch (see [`crate::sampling`]).
+    pub fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        params: &SamplingParams,
+    ) -> Result<Vec<Generation>> {
+        let rules = StopRules {
+            eos: &self.eos,
+            tokenizer: self.tokenizer(),
+        };
+        sampling::generate(&self.detached, &rules, prompts, params)
+    }
+
+    /// Log-probs (with autograd when trainable) and entropies of the masked tokens.
+    pub fn score(&self, items: &[ScoreItem]) -> Result<ScoreOutput> {
+        scoring::score(&self.decoder, items, Kernels::Autograd)
+    }
+
+    /// Like [`Policy::score`] but never builds a graph (reference models, metrics).
+    pub fn score_no_grad(&self, items: &[ScoreItem]) -> Result<ScoreOutput> {
+        scoring::score(&self.detached, items, Kernels::Fused)
+    }
+
+    /// The next-token log-prob distribution (full vocabulary) after each context, from a
+    /// full forward pass without cache and without graph.
+    pub fn next_token_logprobs(&self, contexts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        scoring::next_token_logprobs(&self.detached, contexts, Kernels::Autograd)
+    }
+
+    /// Names of the trainable variables (the adapters under LoRA), sorted.
+    pub fn trainable_names(&self) -> Vec<String> {
+        self.trainable_vars().into_keys().collect()
+    }
+
+    /// Back-propagates `loss` and returns the gradient of each trainable variable that
+    /// received one (gradients of constants and intermediates are dropped at once).
+    pub fn gradients(&self, loss: &Tensor) -> Result<BTreeMap<String, Tensor>> {
+        let store = loss.backward()?;
+        Ok(self
+            .trainable_vars()
+            .into_iter()
+            .filter_map(|(name, var)| store.get(var.as_tensor()).map(|g| (name, g.detach())))
+            .collect())
+    }
+
+    /// The trainable variables by name: the adapters under LoRA, else every weight; empty
+    /// when the policy was loaded frozen.
+    pub(crate) fn trainable_vars(&self) -> BTreeMap<String, Var> {
+        match &self.adapter {
+            Some(a) => a.store.vars(),
+            None => self.base.vars(),
+        }
+    }
+
+    /// The base model's tensors by Hugging Face name (a tied head appears once, as the
+    /// embedding).
+    pub fn base_tensors(&self) -> BTreeMap<String, Tensor> {
+        detach_all(self.base.tensors())
+    }
+
+    /// The adapter tensors by name (`model.layers.0.self_attn.q_proj.lora_A.weight`, ...).
+    pub fn adapter_tensors(&self) -> Option<BTreeMap<String, Tensor>> {
+        self.adapter.as_ref().map(|a| detach_all(a.store.tensors()))
+    }
+
+    /// The tensors a learner updates and broadcasts: the adapters under LoRA, else the
+    /// whole model.
+    pub fn weight_tensors(&self) -> BTreeMap<String, Tensor> {
+        self.adapter_tensors()
+            .unwrap_or_else(|| self.base_tensors())
+    }
+
+    /// [`Policy::weight_tensors`] as a safetensors buffer (for broadcasting weights).
+    pub fn weights_to_safetensors(&self) -> Result<Vec<u8>> {
+        tensors_to_safetensors(&self.weight_tensors())
+    }
+
+    /// Replaces [`Policy::weight_tensors`] with the tensors of a safetensors buffer, in place;
+    /// the names and shapes must be exactly the current ones.
+    pub fn load_weights_from_safetensors(&mut self, bytes: &[u8]) -> Result<()> {
+        let device = self.device().clone();
+        let loaded = candle_core::safetensors::load_buffer(bytes, &device)?;
+        self.set_weights(loaded)
+    }
+
+    /// Replaces the weights (see [`Policy::load_weights_from_safetensors`]).
+    pub fn set_weights(&mut self, loaded: HashMap<String, Tensor>) -> Result<()> {
+        let current = self.weight_tensors();
+        let mut missing: Vec<&String> = current
+            .keys()
+            .filter(|k| !loaded.contains_key(*k))
+            .collect();
+        let mut extra: Vec<&String> = loaded
+            .keys()
+            .filter(|k| !current.contains_key(*k))
+            .collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            missing.sort();
+            extra.sort();
+            return Err(Error::InvalidInput(format!(
+                "weights do not match the model: missing {missing:?}, unexpected {extra:?}"
+            )));
+        }
+        for (name, tensor) in &loaded {
+            let want = current[name].shape();
+            if tensor.shape() != want {
+                return Err(Error::InvalidInput(format!(
+                    "weight {name} has shape {:?}, the model needs {want:?}",
+                    tensor.shape()
+                )));
+            }
+        }
+        let vars = self.trainable_vars();
+        if !vars.is_empty() {
+            for (name, var) in vars {
+                let value = loaded[&name].to_dtype(candle_core::DType::F32)?;
+                var.set(&value)?;
+            }
+            return Ok(());
+        }
+        // Frozen tensors are immutable: rebuild the decoder over the new ones.
+        let device = self.device().clone();
+        let mut parts_weights: HashMap<String, Tensor> = self.base_tensors().into_iter().collect();
+        let mut lora = None;
+        match &self.adapter {
+            Some(a) => lora = Some((a.config.clone(), loaded, 0)),
+            None => parts_weights = loaded,
+        }
+        let rebuilt = Self::assemble(
+            PolicyParts {
+                config: self.config().clone(),
+                weights: parts_weights,
+                fill: Fill::Required,
+                chat: self.chat.clone(),
+                source: self.source.clone(),
+                lora,
+                trainable: false,
+            },
+            &device,
+        )?;
+        *self = rebuilt;
+        Ok(())
+    }
+
+    /// A frozen deep copy (its own storage): the reference model of the KL term, or a
+    /// snapshot that later updates of `self` do not touch.
+    pub fn frozen_copy(&self) -> Result<Self> {
+        let copy = |m: BTreeMap<String, Tensor>| -> Result<HashMap<String, Tensor>> {
+            m.into_iter().map(|(k, t)| Ok((k, t.copy()?))).collect()
+        };
+        let lora = match &self.adapter {
+            Some(a) => Some((a.config.clone(), copy(detach_all(a.store.tensors()))?, 0)),
+            None => None,
+        };
+        Self::assemble(
+            PolicyParts {
+                config: self.config().clone(),
+                weights: copy(self.base_tensors())?,
+                fill: Fill::Required,
+                chat: self.chat.clone(),
+                source: self.source.clone(),
+                lora,
+                trainable: false,
+            },
+            self.device(),
+        )
+    }
+}
+
+fn detach_all(m: BTreeMap<String, Tensor>) -> BTreeMap<String, Tensor> {
+    m.into_iter().map(|(k, t)| (k, t.detach())).collect()
+}
+
+/// Serializes named tensors to a safetensors buffer.
+pub fn tensors_to_safetensors(tensors: &BTreeMap<String, Tensor>) -> Result<Vec<u8>> {
+    let views = tensors.iter().map(|(k, t)| (k.clone(), t));
+    Ok(safetensors::tensor::serialize(views, None)?)
+}

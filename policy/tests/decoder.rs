@@ -1,0 +1,242 @@
+//! The decoder's two paths over the same weights: sampling (KV cache, batched, fused kernels)
+//! and scoring (full sequence, autograd) agree on every log-prob.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod common;
+
+use arlas_policy::{Finish, LoraConfig, SamplingParams, ScoreItem};
+use common::{max_abs_diff, policy_with, prompts, tiny_config, tiny_policy};
+
+const TOLERANCE: f32 = 1e-4;
+
+fn sampled_vs_scored(policy: &arlas_policy::Policy, params: &SamplingParams) -> f32 {
+    let prompts = prompts(policy);
+    let generations = policy.generate(&prompts, params).unwrap();
+    assert_eq!(generations.len(), prompts.len());
+    let items: Vec<ScoreItem> = prompts
+        .iter()
+        .zip(&generations)
+        .map(|(p, g)| ScoreItem::completion(p, &g.tokens))
+        .collect();
+    let mut worst = 0.0f32;
+    // Scored together (right-padded batch), with and without autograd, and one by one.
+    let batched = policy.score(&items).unwrap().logprobs_vec().unwrap();
+    let no_grad = policy
+        .score_no_grad(&items)
+        .unwrap()
+        .logprobs_vec()
+        .unwrap();
+    for (i, g) in generations.iter().enumerate() {
+        assert!(!g.tokens.is_empty());
+        assert_eq!(g.tokens.len(), g.logprobs.len());
+        let single = policy.score(&items[i..=i]).unwrap().logprobs_vec().unwrap();
+        worst = worst
+            .max(max_abs_diff(&g.logprobs, &batched[i]))
+            .max(max_abs_diff(&g.logprobs, &no_grad[i]))
+            .max(max_abs_diff(&g.logprobs, &single[0]));
+    }
+    worst
+}
+
+#[test]
+fn sampled_and_scored_logprobs_agree_for_tiny() {
+    let policy = tiny_policy(true, 7, 0.1);
+    let params = SamplingParams {
+        max_new_tokens: 24,
+        temperature: 1.0,
+        seed: 11,
+        ..SamplingParams::default()
+    };
+    let worst = sampled_vs_scored(&policy, &params);
+    eprintln!("tiny: max |sampled - scored| = {worst:e}");
+    assert!(worst <= TOLERANCE, "{worst}");
+}
+
+#[test]
+fn agreement_holds_for_untied_biased_grouped_and_lora_models() {
+    // Qwen2-style: untied head, q/k/v bias, 4 query heads over 1 KV head.
+    let mut config = tiny_config(0.1);
+    config.tie_word_embeddings = false;
+    config.attention_bias = Some(true);
+    config.num_key_value_heads = Some(1);
+    config.num_hidden_layers = 2;
+    let lora = LoraConfig::new(4, 8.0).unwrap();
+    for lora in [None, Some(lora)] {
+        let policy = policy_with(&config, true, 3, lora);
+        let params = SamplingParams {
+            max_new_tokens: 16,
+            temperature: 0.8,
+            top_p: 0.9,
+            seed: 5,
+            ..SamplingParams::default()
+        };
+        let worst = sampled_vs_scored(&policy, &params);
+        assert!(worst <= TOLERANCE, "{worst}");
+    }
+}
+
+#[test]
+fn greedy_generation_is_the_argmax_of_scoring() {
+    let policy = tiny_policy(false, 9, 0.3);
+    let params = SamplingParams {
+        max_new_tokens: 12,
+        temperature: 0.0,
+        ..SamplingParams::default()
+    };
+    let prompts = prompts(&policy);
+    let generations = policy.generate(&prompts, &params).unwrap();
+    for (prompt, g) in prompts.iter().zip(&generations) {
+        let mut context = prompt.clone();
+        for &token in &g.tokens {
+            let dist = policy
+                .next_token_logprobs(&[context.clone()])
+                .unwrap()
+                .remove(0);
+            let argmax = dist
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &l)| {
+                    if l > best.1 { (i, l) } else { best }
+                })
+                .0;
+            assert_eq!(token as usize, argmax);
+            context.push(token);
+        }
+    }
+}
+
+#[test]
+fn generation_is_seeded_and_stops_where_asked() {
+    let policy = tiny_policy(false, 1, 0.3);
+    let prompts = prompts(&policy);
+    let params = SamplingParams {
+        max_new_tokens: 20,
+        seed: 3,
+        ..SamplingParams::default()
+    };
+    let a = policy.generate(&prompts, &params).unwrap();
+    let b = policy.generate(&prompts, &params).unwrap();
+    assert_eq!(a, b);
+    let c = policy
+        .generate(
+            &prompts,
+            &SamplingParams {
+                seed: 4,
+                ..params.clone()
+            },
+        )
+        .unwrap();
+    assert_ne!(a, c);
+    for g in &a {
+        match g.finish {
+            Finish::Length => assert_eq!(g.tokens.len(), 20),
+            Finish::Eos => assert!(policy.eos_ids().contains(g.tokens.last().unwrap())),
+            Finish::Stop => unreachable!("no stop strings were given"),
+        }
+    }
+    // A stop string that the first completion contains ends it at the token completing it.
+    let text = policy.tokenizer().decode(&a[0].tokens, false).unwrap();
+    let stop: String = text.chars().skip(2).take(3).collect();
+    if !stop.is_empty() && a[0].finish == Finish::Length {
+        let stopped = policy
+            .generate(
+                &prompts[..1],
+                &SamplingParams {
+                    stop: vec![stop.clone()],
+                    ..params.clone()
+                },
+            )
+            .unwrap()
+            .remove(0);
+        assert_eq!(stopped.finish, Finish::Stop);
+        assert!(a[0].tokens.starts_with(&stopped.tokens));
+        let out = policy.tokenizer().decode(&stopped.tokens, false).unwrap();
+        assert!(out.contains(&stop));
+        let shorter = policy
+            .tokenizer()
+            .decode(&stopped.tokens[..stopped.tokens.len() - 1], false)
+            .unwrap();
+        assert!(!shorter.contains(&stop));
+    }
+}
+
+#[test]
+fn every_trainable_variable_gets_a_gradient() {
+    let mut config = tiny_config(0.3);
+    config.tie_word_embeddings = false;
+    config.attention_bias = Some(true);
+    let policy = policy_with(&config, true, 2, None);
+    let prompts = prompts(&policy);
+    let items: Vec<ScoreItem> = prompts
+        .iter()
+        .map(|p| {
+            let split = p.len() / 2;
+            ScoreItem::completion(&p[..split], &p[split..])
+        })
+        .collect();
+    let out = policy.score(&items).unwrap();
+    let grads = policy.gradients(&out.logprobs.sum_all().unwrap()).unwrap();
+    let names = policy.trainable_names();
+    assert!(names.iter().any(|n| n.ends_with("q_proj.bias")));
+    assert!(names.iter().any(|n| n == "lm_head.weight"));
+    // Embeddings, head and final norm, then 12 tensors per layer (with q/k/v biases).
+    assert_eq!(names.len(), 3 + 6 * 12);
+    let without: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            grads.get(*n).is_none_or(|g| {
+                g.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    == 0.0
+            })
+        })
+        .collect();
+    assert!(
+        without.is_empty(),
+        "variables without gradient: {without:?}"
+    );
+}
+
+#[test]
+fn invalid_inputs_are_rejected() {
+    let policy = tiny_policy(false, 1, 0.02);
+    let vocab = u32::try_from(policy.config().vocab_size).unwrap();
+    assert!(
+        policy
+            .generate(&[vec![]], &SamplingParams::default())
+            .is_err()
+    );
+    assert!(
+        policy
+            .generate(&[vec![vocab]], &SamplingParams::default())
+            .is_err()
+    );
+    let bad_p = SamplingParams {
+        top_p: 0.0,
+        ..SamplingParams::default()
+    };
+    assert!(policy.generate(&[vec![1, 2]], &bad_p).is_err());
+    let masked_first = ScoreItem {
+        tokens: vec![1, 2],
+        mask: vec![true, true],
+    };
+    assert!(policy.score(&[masked_first]).is_err());
+    let mismatched = ScoreItem {
+        tokens: vec![1, 2],
+        mask: vec![false],
+    };
+    assert!(policy.score(&[mismatched]).is_err());
+    let nothing = policy
+        .score(&[ScoreItem {
+            tokens: vec![1, 2],
+            mask: vec![false, false],
+        }])
+        .unwrap();
+    assert!(nothing.is_empty());
+    assert_eq!(nothing.logprobs_vec().unwrap(), vec![Vec::<f32>::new()]);
+}
