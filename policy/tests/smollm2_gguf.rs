@@ -6,41 +6,22 @@
 //! Skips with a message when the GGUF is absent: fetch it with `scripts/fetch-smollm2.sh`
 //! (or set `ARLAS_MODELS_DIR` to a directory holding `smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`).
 
+// Test helpers outside #[test] functions: a panic is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufReader, Cursor};
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use arlas_policy::fetch::smollm2_gguf_path;
 use arlas_policy::gguf::{GgufLlama, load_gguf_llama, permute_rope_rows};
-use candle_core::quantized::gguf_file::{self, Content, Value};
-use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::quantized::gguf_file::Value;
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::llama::{Cache, Llama, LlamaConfig};
-use candle_transformers::models::quantized_llama::ModelWeights;
 
-const QUESTION_PROMPT: &str = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
-const IM_END: u32 = 2;
+mod smollm2_support;
 
-fn gguf_path() -> Option<PathBuf> {
-    let models = std::env::var_os("ARLAS_MODELS_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"),
-        PathBuf::from,
-    );
-    let path = smollm2_gguf_path(&models);
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "SKIPPED: {} is absent; run scripts/fetch-smollm2.sh to fetch it",
-            path.display()
-        );
-        None
-    }
-}
+use smollm2_support::*;
 
 /// The converted model, loaded once for all tests of this file.
 fn model() -> Option<&'static GgufLlama> {
@@ -56,12 +37,6 @@ fn model() -> Option<&'static GgufLlama> {
         .as_ref()
 }
 
-fn gguf_content() -> (Content, BufReader<File>) {
-    let path = gguf_path().unwrap();
-    let mut reader = BufReader::new(File::open(path).unwrap());
-    (Content::read(&mut reader).unwrap(), reader)
-}
-
 fn cfg_usize(model: &GgufLlama, key: &str) -> usize {
     usize::try_from(model.config[key].as_u64().unwrap()).unwrap()
 }
@@ -73,29 +48,6 @@ fn encode(model: &GgufLlama, text: &str) -> Vec<u32> {
         .unwrap()
         .get_ids()
         .to_vec()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(D::Minus1)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
-
-fn argmax(logits: &Tensor) -> u32 {
-    logits
-        .flatten_all()
-        .unwrap()
-        .argmax(D::Minus1)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 #[test]
@@ -254,77 +206,6 @@ fn tokenizer_is_the_gguf_vocabulary_and_round_trips_text() {
         let ids = encode(m, text);
         assert_eq!(m.tokenizer.decode(&ids, false).unwrap(), text, "{ids:?}");
     }
-}
-
-/// candle's `quantized_llama` on the GGUF exactly as llama.cpp lays it out (permuted q/k,
-/// interleaved RoPE), with every weight stored as f32 (an in-memory copy of the file with the
-/// same metadata): an implementation independent of our conversion, computing in f32.
-fn reference_f32() -> ModelWeights {
-    let dev = Device::Cpu;
-    let (content, mut reader) = gguf_content();
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-    names.sort();
-    let tensors: Vec<(&str, QTensor)> = names
-        .into_iter()
-        .map(|name| {
-            let t = content
-                .tensor(&mut reader, name, &dev)
-                .unwrap()
-                .dequantize(&dev)
-                .unwrap();
-            (
-                name.as_str(),
-                QTensor::quantize(&t, GgmlDType::F32).unwrap(),
-            )
-        })
-        .collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
-    let metadata: Vec<(&str, &Value)> = content
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.as_str(), v))
-        .collect();
-    let mut file = Cursor::new(Vec::new());
-    gguf_file::write(&mut file, &metadata, &tensor_refs).unwrap();
-    file.set_position(0);
-    let content = Content::read(&mut file).unwrap();
-    ModelWeights::from_gguf(content, &mut file, &dev).unwrap()
-}
-
-/// candle's `quantized_llama` straight on the Q4_1 GGUF: on CPU its matmuls quantize the
-/// activations to Q8_1 and multiply in integers (like llama.cpp), so it is only approximate.
-fn reference_q4() -> ModelWeights {
-    let (content, mut reader) = gguf_content();
-    ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).unwrap()
-}
-
-/// Greedy answer to the prompt (stops at `<|im_end|>` or 40 tokens), with tokens/s.
-fn greedy(model: &mut ModelWeights, prompt: &[u32]) -> (Vec<u32>, f64) {
-    let dev = Device::Cpu;
-    let input = Tensor::new(prompt, &dev).unwrap().unsqueeze(0).unwrap();
-    let mut next = argmax(&model.forward(&input, 0).unwrap());
-    let mut answer = Vec::new();
-    let start = Instant::now();
-    while next != IM_END && answer.len() < 40 {
-        answer.push(next);
-        let input = Tensor::new(&[next], &dev).unwrap().unsqueeze(0).unwrap();
-        next = argmax(
-            &model
-                .forward(&input, prompt.len() + answer.len() - 1)
-                .unwrap(),
-        );
-    }
-    let per_s = answer.len() as f64 / start.elapsed().as_secs_f64();
-    (answer, per_s)
-}
-
-fn first_token_logits(model: &mut ModelWeights, prompt: &[u32]) -> Tensor {
-    let input = Tensor::new(prompt, &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    model.clear_kv_cache();
-    model.forward(&input, 0).unwrap().squeeze(0).unwrap()
 }
 
 /// End to end through a trusted implementation: our tokenizer's ids for the ChatML prompt,
