@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum GgufError {
     /// The file could not be opened.
     #[error(
-        "cannot open gguf file {path}: {source}; fetch it with scripts/fetch-smollm2.sh or `arlas model fetch`"
+        "cannot open gguf file {path}: {source}; fetch it with scripts/fetch-smollm2.sh or `arlas model fetch smollm2`"
     )]
     Open {
         path: PathBuf,
