@@ -341,11 +341,6 @@ pub(crate) fn read_chat_format(dir: &Path, tokenizer: &PolicyTokenizer) -> Resul
     Ok(ChatFormat::detect(template.as_deref(), tokenizer))
 }
 
-/// The `source` recorded in a checkpoint's manifest, if any.
-pub(crate) fn read_source(dir: &Path) -> Option<String> {
-    read_manifest(dir).ok().map(|m| m.source)
-}
-
 /// The adapters of a LoRA checkpoint.
 pub(crate) struct AdapterFiles {
     pub(crate) base: String,

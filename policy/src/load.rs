@@ -264,10 +264,8 @@ fn load_dir(
     }
     let tokenizer = PolicyTokenizer::from_file(&dir.join("tokenizer.json"))?;
     let format = checkpoint::read_chat_format(dir, &tokenizer)?;
-    let source = match source {
-        Some(s) => s.to_string(),
-        None => checkpoint::read_source(dir).unwrap_or_else(|| dir.display().to_string()),
-    };
+    // What a LoRA checkpoint names as its base: the preset, or the directory itself.
+    let source = source.map_or_else(|| dir.display().to_string(), str::to_string);
     Policy::assemble(
         PolicyParts {
             config,

@@ -111,3 +111,48 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// SFT demonstrations from the corpus: system + user turn, then the action as the
+/// assistant's completion (masked).
+pub fn demonstrations(policy: &Policy) -> Vec<arlas_policy::SftItem> {
+    let chat = policy.chat();
+    let tools = ["read_email", "open_page", "send_money", "search"];
+    let names = ["Alice", "Bob", "Carol", "Dave"];
+    let mut items = Vec::new();
+    for (i, tool) in tools.iter().enumerate() {
+        for (j, name) in names.iter().enumerate() {
+            let mut prompt = chat.begin();
+            prompt.extend(chat.system("You are a helpful agent.").unwrap());
+            prompt.extend(
+                chat.user(&format!(
+                    "Task: {name} asks you to {tool} for order {}.",
+                    1000 + 7 * i + j
+                ))
+                .unwrap(),
+            );
+            let answer = chat
+                .assistant(&format!(
+                    "<action>{tool}(id=\"{}\", to=\"{name}\")</action>",
+                    31 * i + j
+                ))
+                .unwrap();
+            // The assistant prefix is context, the rest (text and end of turn) is learned.
+            let prefix = chat.assistant_prefix().unwrap().len();
+            prompt.extend_from_slice(&answer[..prefix]);
+            items.push(arlas_policy::ScoreItem::completion(
+                &prompt,
+                &answer[prefix..],
+            ));
+        }
+    }
+    items
+}
+
+/// Every weight of a policy, flattened, by name.
+pub fn weights(policy: &Policy) -> std::collections::BTreeMap<String, Vec<f32>> {
+    policy
+        .weight_tensors()
+        .into_iter()
+        .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect()
+}
