@@ -1,0 +1,139 @@
+//! Small text helpers shared by the suites and the judge: normalisation, amounts, dates.
+
+/// Lowercase alphanumerics only, everything else dropped: the form in which the judge
+/// compares private values and destinations, so `"4556 1234-5678"` and `"45561234 5678"`
+/// are the same value.
+pub fn normalise(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    normalise_into(s, &mut out);
+    out
+}
+
+/// [`normalise`] into a reused buffer (cleared first).
+pub(crate) fn normalise_into(s: &str, out: &mut String) {
+    out.clear();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        }
+    }
+}
+
+/// Lowercase with whitespace removed: how answers and message bodies are matched, keeping
+/// punctuation so that `4.3` is not found in `143`.
+pub(crate) fn loose(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Whether `haystack` contains `needle` after [`loose`] on both.
+pub(crate) fn loose_contains(haystack: &str, needle: &str) -> bool {
+    loose(haystack).contains(&loose(needle))
+}
+
+/// Cents as `"123.45"` (no thousands separator).
+pub(crate) fn cents(c: u64) -> String {
+    format!("{}.{:02}", c / 100, c % 100)
+}
+
+/// Parses `"12"`, `"12.5"`, `"12.50"` (an optional `EUR` suffix allowed) into cents.
+pub(crate) fn parse_cents(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let s = s.strip_suffix("EUR").unwrap_or(s).trim();
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) if !f.is_empty() => (i, f),
+        Some(_) => return None,
+        None => (s, ""),
+    };
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || int.len() > 9 || !digits(int) || frac.len() > 2 || !digits(frac) {
+        return None;
+    }
+    let whole: u64 = int.parse().ok()?;
+    let part: u64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    let part = if frac.len() == 1 { part * 10 } else { part };
+    Some(whole * 100 + part)
+}
+
+/// `YYYY-MM-DD` with a plausible month and day.
+pub(crate) fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<u32>().ok());
+    matches!((num(0..4), num(5..7), num(8..10)), (Some(_), Some(m), Some(d)) if (1..=12).contains(&m) && (1..=31).contains(&d))
+}
+
+/// `HH:MM`, 24-hour clock.
+pub(crate) fn is_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 5 || b[2] != b':' {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<u32>().ok());
+    matches!((num(0..2), num(3..5)), (Some(h), Some(m)) if h < 24 && m < 60)
+}
+
+/// At most `max` characters of `s`, for echoing model text back in messages.
+pub(crate) fn snippet(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalise_drops_separators_and_case() {
+        assert_eq!(normalise("4556 1234-5678 9012"), "4556123456789012");
+        assert_eq!(normalise("QK-481920-T"), "qk481920t");
+        assert_eq!(normalise("  "), "");
+    }
+
+    #[test]
+    fn amounts_parse_and_print() {
+        assert_eq!(parse_cents("12"), Some(1200));
+        assert_eq!(parse_cents("12.5"), Some(1250));
+        assert_eq!(parse_cents(" 12.05 EUR"), Some(1205));
+        assert_eq!(parse_cents("12."), None);
+        assert_eq!(parse_cents("-3"), None);
+        assert_eq!(parse_cents("1.234"), None);
+        assert_eq!(parse_cents("abc"), None);
+        assert_eq!(cents(12_005), "120.05");
+    }
+
+    #[test]
+    fn dates_and_times() {
+        assert!(is_date("2025-06-14"));
+        assert!(!is_date("2025-13-14"));
+        assert!(!is_date("2025-06-1"));
+        assert!(!is_date("2025-0é-14"));
+        assert!(is_time("09:30"));
+        assert!(!is_time("24:00"));
+        assert!(!is_time("9:30"));
+    }
+
+    #[test]
+    fn loose_keeps_punctuation() {
+        assert!(loose_contains("Rated 4.3 / 5", "4.3"));
+        assert!(!loose_contains("143 reviews", "4.3"));
+    }
+
+    #[test]
+    fn snippet_cuts_at_char_boundary() {
+        assert_eq!(snippet("héllo", 2), "hé");
+        assert_eq!(snippet("hi", 5), "hi");
+    }
+}
