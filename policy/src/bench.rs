@@ -3,9 +3,16 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::config::LlamaConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+use crate::sampling::SamplingParams;
+use crate::scoring::ScoreItem;
+use crate::train::{GrpoItem, StepStats, Trainer};
 
 /// FLOPs of one token's forward pass attending to `context` earlier tokens:
 /// `2 * matmul parameters + 4 * layers * context * heads * head_dim` (QK^T and PV).
@@ -45,4 +52,198 @@ pub fn measure_matmul_peak(device: &Device, n: usize) -> Result<f64> {
 #[allow(clippy::cast_precision_loss)] // counts are far below 2^52
 fn to_f64(n: usize) -> f64 {
     n as f64
+}
+
+/// A sampling benchmark: `batch` random prompts of `prompt_len` tokens, `new_tokens` each.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SampleBench {
+    pub batch: usize,
+    pub prompt_len: usize,
+    pub new_tokens: usize,
+    /// Timed repetitions after one short warm-up.
+    pub repeats: usize,
+    pub seed: u64,
+}
+
+/// What a sampling benchmark measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SampleReport {
+    pub generated_tokens: usize,
+    pub seconds: f64,
+    pub tokens_per_sec: f64,
+    pub flops_per_sec: f64,
+    pub matmul_peak_flops_per_sec: f64,
+    pub mfu: f64,
+}
+
+/// A training benchmark: GRPO steps (with KL to a frozen copy unless `reference` is off)
+/// over `batch` random sequences of `seq_len` tokens whose second half is scored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainBench {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub micro_batch: usize,
+    /// Timed steps after one warm-up step.
+    pub steps: usize,
+    pub reference: bool,
+    pub seed: u64,
+}
+
+/// What a training benchmark measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub trainable_parameters: usize,
+    pub tokens: usize,
+    pub seconds: f64,
+    pub seconds_per_step: f64,
+    pub tokens_per_sec: f64,
+    pub flops_per_sec: f64,
+    pub matmul_peak_flops_per_sec: f64,
+    pub mfu: f64,
+    pub last_step: StepStats,
+}
+
+/// Random token ids that are not end-of-sequence ids.
+pub fn random_tokens(policy: &Policy, len: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
+    let vocab = u32::try_from(policy.tokenizer().vocab_size()).unwrap_or(u32::MAX);
+    let mut ids = Vec::with_capacity(len);
+    while ids.len() < len {
+        let id = rng.random_range(0..vocab);
+        if !policy.eos_ids().contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// Runs a sampling benchmark on `policy` (tokens/s counts generated tokens).
+pub fn run_sample_bench(policy: &Policy, bench: &SampleBench) -> Result<SampleReport> {
+    if bench.batch == 0 || bench.prompt_len == 0 || bench.new_tokens == 0 {
+        return Err(Error::InvalidInput(format!(
+            "batch, prompt length and new tokens must be positive: {bench:?}"
+        )));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(bench.seed);
+    let prompts: Vec<Vec<u32>> = (0..bench.batch)
+        .map(|_| random_tokens(policy, bench.prompt_len, &mut rng))
+        .collect();
+    let params = SamplingParams {
+        max_new_tokens: bench.new_tokens,
+        temperature: 1.0,
+        seed: bench.seed,
+        ..SamplingParams::default()
+    };
+    let warm_up = SamplingParams {
+        max_new_tokens: 2,
+        ..params.clone()
+    };
+    policy.generate(&prompts, &warm_up)?;
+    let repeats = bench.repeats.max(1);
+    let mut generated = 0;
+    let start = Instant::now();
+    for _ in 0..repeats {
+        let out = policy.generate(&prompts, &params)?;
+        generated += out.iter().map(|g| g.tokens.len()).sum::<usize>();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let config = policy.config();
+    let prefill = to_f64(bench.batch * bench.prompt_len * repeats)
+        * forward_flops_per_token(config, bench.prompt_len / 2);
+    let decode = to_f64(generated)
+        * forward_flops_per_token(config, bench.prompt_len + bench.new_tokens / 2);
+    let peak = measure_matmul_peak(policy.device(), 1024)?;
+    let flops_per_sec = (prefill + decode) / seconds;
+    Ok(SampleReport {
+        generated_tokens: generated,
+        seconds,
+        tokens_per_sec: to_f64(generated) / seconds,
+        flops_per_sec,
+        matmul_peak_flops_per_sec: peak,
+        mfu: flops_per_sec / peak,
+    })
+}
+
+/// Runs a training benchmark with `trainer` (tokens/s counts every token of every sequence).
+pub fn run_train_bench(trainer: &mut Trainer, bench: &TrainBench) -> Result<TrainReport> {
+    if bench.batch == 0 || bench.seq_len < 2 || bench.steps == 0 {
+        return Err(Error::InvalidInput(format!(
+            "batch and steps must be positive and the sequence at least 2 tokens: {bench:?}"
+        )));
+    }
+    let policy = trainer.policy();
+    let reference = if bench.reference {
+        Some(policy.frozen_copy()?)
+    } else {
+        None
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(bench.seed);
+    let half = bench.seq_len / 2;
+    let scores: Vec<ScoreItem> = (0..bench.batch)
+        .map(|_| {
+            let tokens = random_tokens(policy, bench.seq_len, &mut rng);
+            ScoreItem::completion(
+                &tokens[..bench.seq_len - half],
+                &tokens[bench.seq_len - half..],
+            )
+        })
+        .collect();
+    let behaviour = policy.score_no_grad(&scores)?.logprobs_vec()?;
+    let items: Vec<GrpoItem> = scores
+        .into_iter()
+        .zip(behaviour)
+        .enumerate()
+        .map(|(i, (s, b))| GrpoItem {
+            tokens: s.tokens,
+            mask: s.mask,
+            behaviour_logprobs: b,
+            advantage: if i % 2 == 0 { 1.0 } else { -1.0 },
+        })
+        .collect();
+    let trainable_parameters = policy.num_trainable_parameters();
+    let config = policy.config().clone();
+    trainer.grpo_step(&items, reference.as_ref())?;
+    let start = Instant::now();
+    let mut last = None;
+    for _ in 0..bench.steps {
+        last = Some(trainer.grpo_step(&items, reference.as_ref())?);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let tokens = bench.batch * bench.seq_len * bench.steps;
+    let mut per_token = train_flops_per_token(&config, bench.seq_len / 2);
+    if reference.is_some() {
+        per_token += forward_flops_per_token(&config, bench.seq_len / 2);
+    }
+    let flops_per_sec = to_f64(tokens) * per_token / seconds;
+    let peak = measure_matmul_peak(trainer.policy().device(), 1024)?;
+    let last_step = last.ok_or_else(|| Error::InvalidInput("no timed step ran".to_string()))?;
+    Ok(TrainReport {
+        trainable_parameters,
+        tokens,
+        seconds,
+        seconds_per_step: seconds / to_f64(bench.steps),
+        tokens_per_sec: to_f64(tokens) / seconds,
+        flops_per_sec,
+        matmul_peak_flops_per_sec: peak,
+        mfu: flops_per_sec / peak,
+        last_step,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presets::TinyPreset;
+
+    #[test]
+    fn flop_counts_follow_the_parameter_count() {
+        let config = TinyPreset::Tiny2M.config(4096, 0);
+        let dense = 2.0 * to_f64(config.matmul_parameters());
+        assert_eq!(forward_flops_per_token(&config, 0), dense);
+        assert!(forward_flops_per_token(&config, 100) > dense);
+        assert_eq!(
+            train_flops_per_token(&config, 10),
+            3.0 * forward_flops_per_token(&config, 10)
+        );
+        assert!(measure_matmul_peak(&Device::Cpu, 64).unwrap() > 0.0);
+    }
 }

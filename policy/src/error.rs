@@ -47,6 +47,10 @@ pub enum Error {
     #[error("model not found at {path}: {hint}")]
     ModelNotFound { path: PathBuf, hint: String },
 
+    /// The corpus for a `tiny` tokenizer could not be produced.
+    #[error("cannot produce the tiny tokenizer corpus: {0}")]
+    Corpus(String),
+
     /// A caller passed prompts, items or parameters that cannot be used.
     #[error("invalid input: {0}")]
     InvalidInput(String),

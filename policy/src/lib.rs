@@ -36,6 +36,7 @@ pub mod bench;
 pub mod chat;
 pub mod checkpoint;
 pub mod config;
+mod device;
 mod error;
 pub mod fetch;
 pub mod gguf;
@@ -50,9 +51,13 @@ pub mod tokenizer;
 pub mod train;
 
 pub use alloc::tune_allocator;
+/// The candle version this crate is built on (devices, tensors), for downstream crates.
+pub use candle_core;
+pub use candle_core::{Device, Tensor};
 pub use chat::{ChatFormat, ChatTemplate};
 pub use checkpoint::{Manifest, save_policy, verify as verify_checkpoint};
 pub use config::LlamaConfig;
+pub use device::device_from_name;
 pub use error::{Error, Result};
 pub use load::{CorpusFn, LoadOptions, ModelSpec, build_tiny, tiny_dir};
 pub use lora::LoraConfig;

@@ -69,8 +69,8 @@ impl fmt::Display for ModelSpec {
     }
 }
 
-/// Produces the text a `tiny` tokenizer is trained on (the game's corpus).
-pub type CorpusFn = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+/// Produces the text a `tiny` tokenizer is trained on (the game's corpus), or says why not.
+pub type CorpusFn = Arc<dyn Fn() -> std::result::Result<Vec<String>, String> + Send + Sync>;
 
 /// How to load a policy.
 #[derive(Clone)]
@@ -128,7 +128,8 @@ impl Policy {
                             ),
                         });
                     };
-                    build_tiny(*preset, corpus().into_iter(), options.seed, &dir)?;
+                    let texts = corpus().map_err(Error::Corpus)?;
+                    build_tiny(*preset, texts.into_iter(), options.seed, &dir)?;
                 }
                 load_dir(&dir, device, options, Some(preset.name()))
             }

@@ -158,7 +158,7 @@ fn lora_checkpoints_hold_only_the_adapters_and_resume() {
 #[test]
 fn tiny_models_are_built_once_and_deterministically() {
     let dir = tempfile::tempdir().unwrap();
-    let corpus_fn: arlas_policy::CorpusFn = Arc::new(corpus);
+    let corpus_fn: arlas_policy::CorpusFn = Arc::new(|| Ok(corpus()));
     let options = LoadOptions {
         models_dir: dir.path().to_path_buf(),
         tiny_corpus: Some(corpus_fn),
