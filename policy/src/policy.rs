@@ -23,6 +23,9 @@ struct AdapterState {
 }
 
 /// A language model ready to sample and to be scored (see the crate docs).
+///
+/// Clones share the weights (an update through one shows in all); use
+/// [`Policy::frozen_copy`] for an independent snapshot.
 #[derive(Clone)]
 pub struct Policy {
     /// Built over the stores' tensors: `Var`s where trainable, so scoring builds a graph.
@@ -357,4 +360,17 @@ fn detach_all(m: BTreeMap<String, Tensor>) -> BTreeMap<String, Tensor> {
 pub fn tensors_to_safetensors(tensors: &BTreeMap<String, Tensor>) -> Result<Vec<u8>> {
     let views = tensors.iter().map(|(k, t)| (k.clone(), t));
     Ok(safetensors::tensor::serialize(views, None)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn policies_and_trainers_can_move_to_worker_threads() {
+        assert_send_sync::<Policy>();
+        assert_send_sync::<crate::train::Trainer>();
+    }
 }

@@ -135,29 +135,58 @@ fn generation_is_seeded_and_stops_where_asked() {
             Finish::Stop => unreachable!("no stop strings were given"),
         }
     }
-    // A stop string that the first completion contains ends it at the token completing it.
-    let text = policy.tokenizer().decode(&a[0].tokens, false).unwrap();
-    let stop: String = text.chars().skip(2).take(3).collect();
-    if !stop.is_empty() && a[0].finish == Finish::Length {
-        let stopped = policy
-            .generate(
-                &prompts[..1],
-                &SamplingParams {
-                    stop: vec![stop.clone()],
-                    ..params.clone()
-                },
-            )
-            .unwrap()
-            .remove(0);
-        assert_eq!(stopped.finish, Finish::Stop);
-        assert!(a[0].tokens.starts_with(&stopped.tokens));
-        let out = policy.tokenizer().decode(&stopped.tokens, false).unwrap();
-        assert!(out.contains(&stop));
-        let shorter = policy
-            .tokenizer()
-            .decode(&stopped.tokens[..stopped.tokens.len() - 1], false)
-            .unwrap();
-        assert!(!shorter.contains(&stop));
+    // A stop string that a completion contains ends it at the token completing it.
+    let (row, text) = a
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (i, policy.tokenizer().decode(&g.tokens, false).unwrap()))
+        .find(|(i, t)| a[*i].finish == Finish::Length && t.chars().count() >= 8)
+        .expect("some completion runs to the length limit with text to stop on");
+    let stop: String = text.chars().skip(3).take(4).collect();
+    let stopped = policy
+        .generate(
+            &prompts[row..=row],
+            &SamplingParams {
+                stop: vec![stop.clone()],
+                ..params.clone()
+            },
+        )
+        .unwrap()
+        .remove(0);
+    assert_eq!(stopped.finish, Finish::Stop);
+    assert!(a[row].tokens.starts_with(&stopped.tokens));
+    let out = policy.tokenizer().decode(&stopped.tokens, false).unwrap();
+    assert!(out.contains(&stop));
+    let shorter = policy
+        .tokenizer()
+        .decode(&stopped.tokens[..stopped.tokens.len() - 1], false)
+        .unwrap();
+    assert!(!shorter.contains(&stop));
+}
+
+#[test]
+fn several_completion_spans_score_like_next_token_distributions() {
+    let policy = tiny_policy(false, 4, 0.1);
+    let tokens = prompts(&policy)[2].clone();
+    let mut mask = vec![false; tokens.len()];
+    for i in (3..8).chain(tokens.len() - 4..tokens.len()) {
+        mask[i] = true;
+    }
+    let item = ScoreItem {
+        tokens: tokens.clone(),
+        mask: mask.clone(),
+    };
+    let scored = policy.score(std::slice::from_ref(&item)).unwrap();
+    let lp = scored.logprobs_vec().unwrap().remove(0);
+    let entropies = scored.entropies_vec().unwrap().remove(0);
+    let positions: Vec<usize> = (0..tokens.len()).filter(|&i| mask[i]).collect();
+    assert_eq!(lp.len(), positions.len());
+    let contexts: Vec<Vec<u32>> = positions.iter().map(|&i| tokens[..i].to_vec()).collect();
+    let dists = policy.next_token_logprobs(&contexts).unwrap();
+    for ((&i, dist), (l, h)) in positions.iter().zip(&dists).zip(lp.iter().zip(&entropies)) {
+        assert!((dist[tokens[i] as usize] - l).abs() < 1e-4);
+        let entropy: f32 = -dist.iter().map(|&x| x.exp() * x).sum::<f32>();
+        assert!((entropy - h).abs() < 1e-3, "{entropy} vs {h}");
     }
 }
 
