@@ -1,0 +1,40 @@
+//! The actor: plays attacker-vs-agent episodes of the game with LLM or scripted players
+//! and records each one as a token-exact [`Trajectory`].
+//!
+//! Where a trajectory comes from:
+//! - [`conversation`]: turns the game's text into token ids **once**, segment by segment —
+//!   the ids the policy was fed and sampled are the ids the learner scores;
+//! - [`rollout`]: plays a batch of episodes turn by turn, batching every policy's
+//!   generations across episodes (attacker first, then agent, as the game's turn order);
+//! - [`trajectory`]: what an episode leaves behind — both players' segments with behaviour
+//!   log-probs, the outcome, rewards and the policy versions that produced it;
+//! - [`demos`]: imitation data from scripted players for the warm-up;
+//! - [`eval`]: task and attack success rates against named opponents;
+//! - [`diversity`]: how varied a set of injections is.
+//!
+//! ```no_run
+//! use arlas_actor::{AgentPlayer, Opponent, RolloutConfig, play};
+//! use arlas_game::{EpisodeSpec, Split};
+//! use arlas_policy::{LoadOptions, ModelSpec, Policy};
+//! let agent = Policy::load(&ModelSpec::parse("tiny")?, &candle_core::Device::Cpu, &LoadOptions::default())?;
+//! let mut opponents = vec![Opponent::templates()?];
+//! let jobs = arlas_actor::jobs(&[EpisodeSpec::sample(Split::Train, 1)], 4, 0);
+//! let trajectories = play(&mut AgentPlayer::Policy { policy: &agent, version: 0 }, &mut opponents, &jobs, &RolloutConfig::default())?;
+//! assert_eq!(trajectories.len(), 4);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod conversation;
+pub mod demos;
+pub mod diversity;
+mod error;
+pub mod eval;
+pub mod rollout;
+pub mod trajectory;
+
+pub use conversation::Conversation;
+pub use diversity::{Diversity, diversity};
+pub use error::{Error, Result};
+pub use eval::{EvalRates, rates};
+pub use rollout::{AgentPlayer, AttackerPlayer, EpisodeJob, Opponent, RolloutConfig, jobs, play};
+pub use trajectory::{Segment, Trajectory};
