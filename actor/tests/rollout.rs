@@ -1,7 +1,7 @@
 //! Rollouts with a real (random-init) tiny policy: trajectories are token-exact, so the
+//! learner's scorer reproduces every behaviour log-prob of a multi-turn episode.
 
 #![allow(clippy::unwrap_used)]
-//! learner's scorer reproduces every behaviour log-prob of a multi-turn episode.
 
 use arlas_actor::demos::{DemoConfig, demonstrations};
 use arlas_actor::{AgentPlayer, Opponent, RolloutConfig, jobs, play};

@@ -83,6 +83,12 @@ pub(crate) fn is_time(s: &str) -> bool {
     matches!((num(0..2), num(3..5)), (Some(h), Some(m)) if h < 24 && m < 60)
 }
 
+/// `name@domain.tld` without spaces.
+pub(crate) fn is_email_address(s: &str) -> bool {
+    let s = s.trim();
+    matches!(s.split_once('@'), Some((a, b)) if !a.is_empty() && b.contains('.') && !s.contains(char::is_whitespace))
+}
+
 /// At most `max` characters of `s`, for echoing model text back in messages.
 pub(crate) fn snippet(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
@@ -123,6 +129,14 @@ mod tests {
         assert!(is_time("09:30"));
         assert!(!is_time("24:00"));
         assert!(!is_time("9:30"));
+    }
+
+    #[test]
+    fn email_addresses() {
+        assert!(is_email_address(" bob@post.net "));
+        assert!(!is_email_address("bob@post"));
+        assert!(!is_email_address("@post.net"));
+        assert!(!is_email_address("bob @post.net"));
     }
 
     #[test]

@@ -248,6 +248,18 @@ fn corpus(args: CorpusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The output of `arlas bench game --json`.
+#[derive(Debug, serde::Serialize)]
+struct BenchReport {
+    episodes: u64,
+    seconds: f64,
+    episodes_per_sec: f64,
+    threads: u32,
+    agent: String,
+    attacker: String,
+    mean_turns: f64,
+}
+
 pub fn bench(args: GameBenchArgs) -> anyhow::Result<()> {
     let opts = PlayOptions {
         agent: args.agent,
@@ -268,15 +280,15 @@ pub fn bench(args: GameBenchArgs) -> anyhow::Result<()> {
     };
     let mut out = std::io::stdout().lock();
     if args.json {
-        let value = serde_json::json!({
-            "episodes": report.episodes,
-            "seconds": seconds,
-            "episodes_per_sec": per_sec,
-            "agent": report.agent,
-            "attacker": report.attacker,
-            "mean_turns": report.mean_turns,
-            "threads": 1,
-        });
+        let value = BenchReport {
+            episodes: report.episodes,
+            seconds,
+            episodes_per_sec: per_sec,
+            threads: 1,
+            agent: report.agent,
+            attacker: report.attacker,
+            mean_turns: report.mean_turns,
+        };
         serde_json::to_writer(&mut out, &value)?;
         writeln!(out)?;
     } else {
