@@ -1,7 +1,22 @@
-//! The learner: turns finished trajectories into policy updates.
+//! The learner: turns finished trajectories into policy updates for one player.
 //!
-//! - [`advantage`]: group-relative advantages (GRPO).
+//! Where a trajectory goes:
+//! - [`groups`]: trajectories of the same group (same task, same opponent) are compared:
+//!   each gets its player's group-relative [`advantage`]; every turn of an episode shares
+//!   it; the agent contributes one multi-turn sequence per episode, the attacker one
+//!   sequence per turn;
+//! - [`learner`]: the [`Learner`] of one player — imitation warm-up (SFT), GRPO updates in
+//!   mini-batches against a frozen reference model, versions and checkpoints.
+//!
+//! Both players are first-class: an ARLAS run has two learners, one per [`Player`].
 
 pub mod advantage;
+mod error;
+pub mod groups;
+pub mod learner;
 
 pub use advantage::group_advantages;
+pub use error::{Error, Result};
+pub use groups::GroupStats;
+pub use groups::{Player, grpo_items};
+pub use learner::{Learner, LearnerConfig, StepMeans, UpdateReport};
