@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Runs `arlas bench sample|train` and the PyTorch reference (bench/torch_reference.py) side by
+# side: same model, same shapes, same 2 threads, one after the other for each configuration,
+# and appends every result as a JSON line to bench/results/<UTC date-time>.jsonl, then prints
+# a markdown table with arlas/torch ratios (bench/table.py).
+#
+# Usage: bench/setup.sh   # once: bench/.venv with torch + transformers
+#        bench/run.sh     # everything: tiny and smollm2, sampling at batch 1, 8, 32, training
+#
+# Environment (all optional):
+#   ARLAS=path          arlas binary (default target/release/arlas; built with
+#                       `cargo build --release -p arlas` when missing)
+#   MODELS="tiny smollm2"   BATCHES="1 8 32"   THREADS=2
+#   PROMPT_LEN=128 NEW_TOKENS=128 REPEATS=2          (sampling; arlas's defaults)
+#   TRAIN_BATCH=8 SEQ_LEN=256 STEPS=3 MICRO_BATCH=   (training; micro-batch defaults to the batch)
+#   BENCH=all|sample|train  OUT=path.jsonl
+#
+# Run it on a quiet machine: every record carries the 1-minute load average before and after.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+py="$root/bench/.venv/bin/python"
+if [[ ! -x "$py" ]]; then
+    echo "bench/.venv is missing: run bench/setup.sh first" >&2
+    exit 1
+fi
+arlas="${ARLAS:-target/release/arlas}"
+if [[ ! -x "$arlas" ]]; then
+    echo "building $arlas (cargo build --release -p arlas)" >&2
+    cargo build --release -p arlas
+fi
+
+models="${MODELS:-tiny smollm2}"
+batches="${BATCHES:-1 8 32}"
+threads="${THREADS:-2}"
+prompt_len="${PROMPT_LEN:-128}"
+new_tokens="${NEW_TOKENS:-128}"
+repeats="${REPEATS:-2}"
+train_batch="${TRAIN_BATCH:-8}"
+seq_len="${SEQ_LEN:-256}"
+steps="${STEPS:-3}"
+micro_batch="${MICRO_BATCH:-$train_batch}"
+which="${BENCH:-all}"
+mkdir -p bench/results
+out="${OUT:-bench/results/$(date -u +%Y-%m-%dT%H%MZ).jsonl}"
+
+# Same threads everywhere: candle's CPU kernels run on rayon (gemm too); torch on OpenMP/MKL.
+export RAYON_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
+export ARLAS_LOG="${ARLAS_LOG:-warn}" TOKENIZERS_PARALLELISM=false
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+dirty="$(git status --porcelain -- policy src 2>/dev/null | wc -l | tr -d ' ')"
+
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# Adds run metadata to the last JSON line of stdin and appends it to $out.
+record() {
+    local extra="$1"
+    "$py" -c '
+import json, sys
+lines = [l for l in sys.stdin.read().splitlines() if l.startswith("{")]
+if not lines:
+    sys.exit("no JSON line in the benchmark output")
+d = json.loads(lines[-1])
+d.update(json.loads(sys.argv[1]))
+print(json.dumps(d))
+' "$extra" | tee -a "$out"
+}
+
+# run FRAMEWORK MODEL-NAME COMMAND...: times one benchmark and records it.
+run() {
+    local framework="$1" name="$2"
+    shift 2
+    local before after start
+    before="$(load1)"
+    start=$SECONDS
+    echo "# $framework $name: $*" >&2
+    local output
+    if ! output="$("$@")"; then
+        echo "failed: $*" >&2
+        return 1
+    fi
+    after="$(load1)"
+    printf '%s\n' "$output" | record "{\"framework\": \"$framework\", \"name\": \"$name\", \"load_before\": $before, \"load_after\": $after, \"wall_s\": $((SECONDS - start)), \"commit\": \"$commit\", \"arlas_dirty_files\": $dirty, \"threads_env\": $threads}"
+}
+
+# The model directories both sides load.
+hf_dir() {
+    case "$1" in
+        tiny) echo "models/tiny-2m" ;;
+        smollm2) echo "models/smollm2-hf" ;;
+        *) echo "$1" ;;
+    esac
+}
+prepare() {
+    case "$1" in
+        tiny)
+            [[ -f models/tiny-2m/config.json ]] || "$arlas" model build-tiny --model tiny >&2 ;;
+        smollm2)
+            local gguf=models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+            [[ -f "$gguf" ]] || "$arlas" model fetch smollm2 >&2
+            # arlas dequantizes the GGUF itself; torch needs an f32 Hugging Face directory,
+            # written here by transformers' own GGUF loader (arlas has no export command).
+            [[ -f models/smollm2-hf/config.json ]] ||
+                "$py" bench/torch_reference.py export-gguf --gguf "$gguf" --out models/smollm2-hf >&2 ;;
+    esac
+}
+
+{
+    "$py" -c '
+import json, os, platform, subprocess, sys
+cpu = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if l.startswith("Model name")), platform.processor())
+mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+print(json.dumps({"bench": "machine", "cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**20, 1), "kernel": platform.release(), "load_before": float(open("/proc/loadavg").read().split()[0]), "arlas": sys.argv[1], "commit": sys.argv[2], "arlas_dirty_files": int(sys.argv[3])}))
+' "$arlas" "$commit" "$dirty"
+} | tee -a "$out"
+
+for model in $models; do
+    prepare "$model"
+    dir="$(hf_dir "$model")"
+    if [[ "$which" == all || "$which" == sample ]]; then
+        for b in $batches; do
+            shape=(--batch "$b" --prompt-len "$prompt_len" --new-tokens "$new_tokens" --repeats "$repeats")
+            run arlas "$model" "$arlas" bench sample --model "$model" "${shape[@]}" --json
+            run torch "$model" "$py" bench/torch_reference.py sample --model "$dir" --threads "$threads" "${shape[@]}"
+        done
+    fi
+    if [[ "$which" == all || "$which" == train ]]; then
+        shape=(--batch "$train_batch" --seq-len "$seq_len" --micro-batch "$micro_batch" --steps "$steps")
+        run arlas "$model" "$arlas" bench train --model "$model" "${shape[@]}" --json
+        run torch "$model" "$py" bench/torch_reference.py train --model "$dir" --threads "$threads" "${shape[@]}"
+    fi
+done
+
+echo "results: $out" >&2
+"$py" bench/table.py "$out"

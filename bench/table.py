@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Prints the markdown table of a bench/run.sh results file: arlas vs torch tokens/s.
+
+    python3 bench/table.py bench/results/2026-11-25T0200Z.jsonl [more.jsonl ...]
+
+Records are paired by (model, bench, shape); a later record of the same key replaces an
+earlier one (reruns). Goals (the issue's contract): sampling >= 2x torch at batch 32,
+training >= 1x torch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def key(r: dict) -> tuple:
+    if r["bench"] == "sample":
+        return (r["name"], "sample", r["batch"], f'{r["prompt_len"]}+{r["new_tokens"]}')
+    return (r["name"], "train", r["batch"], f'{r["seq_len"]} (micro {r["micro_batch"]})')
+
+
+def goal(bench: str, batch: int, ratio: float) -> str:
+    if bench == "sample" and batch == 32:
+        return ("met" if ratio >= 2.0 else "**not met**") + " (>= 2x)"
+    if bench == "train":
+        return ("met" if ratio >= 1.0 else "**not met**") + " (>= 1x)"
+    return "-"
+
+
+def main(paths: list[str]) -> None:
+    pairs: dict[tuple, dict[str, dict]] = {}
+    for path in paths:
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                r = json.loads(line)
+                if r.get("bench") not in ("sample", "train") or "framework" not in r:
+                    continue
+                pairs.setdefault(key(r), {})[r["framework"]] = r
+    print("| model | bench | batch | shape | arlas tok/s | torch tok/s | arlas/torch | arlas MFU | torch MFU | load (arlas/torch) | goal |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---|")
+    for k, sides in pairs.items():
+        a, t = sides.get("arlas"), sides.get("torch")
+        name, bench, batch, shape = k
+        a_tps = f'{a["tokens_per_sec"]:.1f}' if a else "-"
+        t_tps = f'{t["tokens_per_sec"]:.1f}' if t else "-"
+        a_mfu = f'{100 * a["mfu"]:.2f}%' if a else "-"
+        t_mfu = f'{100 * t["mfu"]:.2f}%' if t else "-"
+        load = "/".join(f'{s["load_before"]:.1f}' if s else "-" for s in (a, t))
+        if a and t:
+            ratio = a["tokens_per_sec"] / t["tokens_per_sec"]
+            r_txt, g_txt = f"{ratio:.2f}x", goal(bench, batch, ratio)
+        else:
+            r_txt, g_txt = "-", "-"
+        print(f"| {name} | {bench} | {batch} | {shape} | {a_tps} | {t_tps} | {r_txt} | {a_mfu} | {t_mfu} | {load} | {g_txt} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    main(sys.argv[1:])
