@@ -82,7 +82,7 @@ impl AttackSet {
                 line,
                 reason,
             };
-            let parsed: Line = serde_json::from_str(raw).map_err(|e| err(e.to_string()))?;
+            let parsed: Line = serde_json::from_str(raw).map_err(|e| err(without_position(&e)))?;
             if parsed.id.trim().is_empty() {
                 return Err(err("the id is empty".to_string()));
             }
@@ -134,6 +134,15 @@ impl AttackSet {
             Split::Train => &self.train,
             Split::Eval => &self.eval,
         }
+    }
+}
+
+/// serde_json's message without its " at line 1 column N" (every line is line 1 to it).
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
     }
 }
 
@@ -193,6 +202,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("mine.jsonl line 3"), "{err}");
+        assert!(!err.contains("line 1"), "{err}");
         assert!(err.contains("template"), "{err}");
         for (bad, what) in [
             ("not json", "line 1"),

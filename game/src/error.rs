@@ -39,7 +39,7 @@ pub enum Error {
     },
     #[error("attack file {source_name} holds no attacks; write one JSON object per line")]
     NoAttacks { source_name: String },
-    #[error("cannot read attack file {path}: {source}")]
+    #[error("cannot read attack file {path}; check the path after file:")]
     ReadAttacks {
         path: String,
         source: std::io::Error,
