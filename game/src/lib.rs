@@ -17,7 +17,8 @@
 //! - [`profile`]: the user's generated private data; [`goal`]: the attacker's goal.
 //! - [`attacks`]: attack files (JSONL) and the built-in templates.
 //! - [`players`]: scripted agents (`expert`, `naive:P`, `random`) and attackers.
-//! - [`play`]: playing many episodes and their rates; [`corpus`]: text for tokenizers.
+//! - [`play`](mod@play): playing many episodes and their rates; [`corpus`](mod@corpus): text
+//!   for tokenizers.
 //!
 //! # Example
 //! ```
