@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates bench/.venv: CPU PyTorch + transformers + safetensors (+ gguf, to read SmolLM2's
+# Creates bench/.venv: CPU PyTorch + transformers + safetensors (+ gguf and accelerate, to read SmolLM2's
 # GGUF) for the reference benchmarks in bench/torch_reference.py. Needs python3 (>= 3.10,
 # with venv) and PyPI; nothing else is downloaded.
 #
