@@ -99,7 +99,7 @@ impl Linear {
         let in_dim = x.dim(D::Minus1)?;
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, in_dim))?;
-        let mut y = x2.matmul(&self.weight.t()?)?;
+        let mut y = weight_matmul(&self.weight, &x2)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
@@ -130,4 +130,21 @@ impl Linear {
 #[allow(clippy::cast_precision_loss)] // layer widths are far below 2^52
 fn usize_to_f64(n: usize) -> f64 {
     n as f64
+}
+
+/// Up to this many rows, `x W^T` is computed as `(W x^T)^T`.
+const FEW_ROWS: usize = 64;
+
+/// `x W^T` for `x` of shape `(N, in)` and `W` of shape `(out, in)`.
+///
+/// For the few rows of a decoding step it is computed as `(W x^T)^T`, which lets gemm stream
+/// the row-major weight instead of packing its transpose: measured 3.5x faster for
+/// SmolLM2's layers at batch 8, 4x for its LM head. For many rows (prefill, training) the
+/// direct product is faster.
+pub(crate) fn weight_matmul(weight: &Tensor, x: &Tensor) -> Result<Tensor> {
+    if x.dim(0)? <= FEW_ROWS {
+        Ok(weight.matmul(&x.t()?)?.t()?)
+    } else {
+        Ok(x.matmul(&weight.t()?)?)
+    }
 }

@@ -330,7 +330,7 @@ impl Decoder {
 
     /// Logits `(N, vocab)` for hidden states `(N, hidden)`.
     pub(crate) fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(hidden.matmul(&self.lm_head.t()?)?)
+        linear::weight_matmul(&self.lm_head, hidden)
     }
 
     /// The same decoder over detached tensors: shares storage (so in-place weight updates
