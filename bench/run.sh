@@ -14,8 +14,12 @@
 #   PROMPT_LEN=128 NEW_TOKENS=128 REPEATS=2          (sampling; arlas's defaults)
 #   TRAIN_BATCH=8 SEQ_LEN=256 STEPS=3 MICRO_BATCH=   (training; micro-batch defaults to the batch)
 #   BENCH=all|sample|train  OUT=path.jsonl
+#   QUIET_WAIT=1 QUIET_IDLE=0.95 QUIET_TIMEOUT=900   (bench/quiet.py: before each benchmark,
+#                       wait until all cores are >= 95% idle for 5 s, at most 900 s)
 #
-# Run it on a quiet machine: every record carries the 1-minute load average before and after.
+# Other processes on the machine distort the numbers badly (torch's OpenMP threads more than
+# candle's rayon ones): every record carries the 1-minute load average before and after and
+# `run.others_cores`, the cores other processes kept busy during the benchmark (bench/quiet.py).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,6 +46,9 @@ seq_len="${SEQ_LEN:-256}"
 steps="${STEPS:-3}"
 micro_batch="${MICRO_BATCH:-$train_batch}"
 which="${BENCH:-all}"
+quiet_wait="${QUIET_WAIT:-1}"
+quiet_idle="${QUIET_IDLE:-0.95}"
+quiet_timeout="${QUIET_TIMEOUT:-900}"
 mkdir -p bench/results
 out="${OUT:-bench/results/$(date -u +%Y-%m-%dT%H%MZ).jsonl}"
 
@@ -67,21 +74,26 @@ print(json.dumps(d))
 ' "$extra" | tee -a "$out"
 }
 
-# run FRAMEWORK MODEL-NAME COMMAND...: times one benchmark and records it.
+# run FRAMEWORK MODEL-NAME COMMAND...: waits for an idle machine, times one benchmark (and
+# the CPU other processes took meanwhile) and records it.
 run() {
     local framework="$1" name="$2"
     shift 2
-    local before after start
+    if [[ "$quiet_wait" != 0 ]]; then
+        "$py" bench/quiet.py wait --idle "$quiet_idle" --timeout "$quiet_timeout"
+    fi
+    local before after output meta
     before="$(load1)"
-    start=$SECONDS
+    meta="$(mktemp)"
     echo "# $framework $name: $*" >&2
-    local output
-    if ! output="$("$@")"; then
+    if ! output="$("$py" bench/quiet.py run --meta "$meta" -- "$@")"; then
         echo "failed: $*" >&2
+        rm -f "$meta"
         return 1
     fi
     after="$(load1)"
-    printf '%s\n' "$output" | record "{\"framework\": \"$framework\", \"name\": \"$name\", \"load_before\": $before, \"load_after\": $after, \"wall_s\": $((SECONDS - start)), \"commit\": \"$commit\", \"arlas_dirty_files\": $dirty, \"threads_env\": $threads}"
+    printf '%s\n' "$output" | record "{\"framework\": \"$framework\", \"name\": \"$name\", \"load_before\": $before, \"load_after\": $after, \"commit\": \"$commit\", \"arlas_dirty_files\": $dirty, \"threads_env\": $threads, \"run\": $(cat "$meta")}"
+    rm -f "$meta"
 }
 
 # The model directories both sides load.

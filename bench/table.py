@@ -4,7 +4,9 @@
     python3 bench/table.py bench/results/2026-11-25T0200Z.jsonl [more.jsonl ...]
 
 Records are paired by (model, bench, shape); a later record of the same key replaces an
-earlier one (reruns). Goals (the issue's contract): sampling >= 2x torch at batch 32,
+earlier one (reruns). "other cores busy" is what bench/quiet.py measured during each run
+(0 = quiet machine); arlas's sampling tokens/s counts the tokens it generated, which is fewer
+than batch x new tokens x repeats when rows sampled an end-of-sequence id (shown in brackets). Goals (the issue's contract): sampling >= 2x torch at batch 32,
 training >= 1x torch.
 """
 
@@ -28,6 +30,23 @@ def goal(bench: str, batch: int, ratio: float) -> str:
     return "-"
 
 
+def others(r: dict | None) -> str:
+    """Cores other processes kept busy during the run (bench/quiet.py), else the load average."""
+    if r is None:
+        return "-"
+    if "run" in r:
+        return f'{r["run"]["others_cores"]:.2f}'
+    return f'load {r["load_before"]:.1f}'
+
+
+def early_stops(a: dict | None) -> str:
+    """arlas counts the tokens it generated; rows that sampled an end-of-sequence id stop early."""
+    if a is None or a["bench"] != "sample":
+        return ""
+    nominal = a["batch"] * a["new_tokens"] * a["repeats"]
+    return "" if a["generated_tokens"] == nominal else f' ({a["generated_tokens"]}/{nominal} tok)'
+
+
 def main(paths: list[str]) -> None:
     pairs: dict[tuple, dict[str, dict]] = {}
     for path in paths:
@@ -39,16 +58,16 @@ def main(paths: list[str]) -> None:
                 if r.get("bench") not in ("sample", "train") or "framework" not in r:
                     continue
                 pairs.setdefault(key(r), {})[r["framework"]] = r
-    print("| model | bench | batch | shape | arlas tok/s | torch tok/s | arlas/torch | arlas MFU | torch MFU | load (arlas/torch) | goal |")
+    print("| model | bench | batch | shape | arlas tok/s | torch tok/s | arlas/torch | arlas MFU | torch MFU | other cores busy (arlas/torch) | goal |")
     print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---|")
     for k, sides in pairs.items():
         a, t = sides.get("arlas"), sides.get("torch")
         name, bench, batch, shape = k
-        a_tps = f'{a["tokens_per_sec"]:.1f}' if a else "-"
+        a_tps = f'{a["tokens_per_sec"]:.1f}{early_stops(a)}' if a else "-"
         t_tps = f'{t["tokens_per_sec"]:.1f}' if t else "-"
         a_mfu = f'{100 * a["mfu"]:.2f}%' if a else "-"
         t_mfu = f'{100 * t["mfu"]:.2f}%' if t else "-"
-        load = "/".join(f'{s["load_before"]:.1f}' if s else "-" for s in (a, t))
+        load = "/".join(others(s) for s in (a, t))
         if a and t:
             ratio = a["tokens_per_sec"] / t["tokens_per_sec"]
             r_txt, g_txt = f"{ratio:.2f}x", goal(bench, batch, ratio)
