@@ -28,6 +28,12 @@ enum Command {
     /// Fetch, build and inspect policy models.
     #[command(subcommand)]
     Model(cli::model::ModelCommand),
+    /// Run the whole ARLAS pipeline on one machine: warm-up, adversarial iterations, evaluation.
+    Train(Box<cli::train::TrainArgs>),
+    /// The embedded default: ARLAS end to end on the built-in tiny model (about 15 minutes on 2 cores).
+    Demo(cli::train::DemoArgs),
+    /// Evaluate an agent on held-out tasks, with no attack and against attackers.
+    Eval(cli::eval::EvalArgs),
     /// Measure speed: the game, sampling and training.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -36,10 +42,15 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     cli::logging::init(&cli.log)?;
+    // Candle allocates and frees large buffers on every op; keep them mapped (2x on CPU).
+    arlas_policy::tune_allocator();
     match cli.command {
         Command::Game(cmd) => cli::game::run(cmd),
         Command::Generate(args) => cli::model::generate(args),
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Bench(cmd) => cli::bench::run(cmd),
+        Command::Train(args) => cli::train::train(*args),
+        Command::Demo(args) => cli::train::demo(args),
+        Command::Eval(args) => cli::eval::eval(args),
     }
 }

@@ -161,6 +161,27 @@ impl Population {
         Ok(&self.members[last])
     }
 
+    /// Removes the members that joined after `iteration`: recovery for a run that crashed
+    /// after a member joined but before the iteration that produced it was committed.
+    /// Returns the removed ids. This is the only way a member ever leaves.
+    pub fn rollback_after(&mut self, iteration: u32) -> Result<Vec<String>> {
+        let (keep, drop): (Vec<_>, Vec<_>) = std::mem::take(&mut self.members)
+            .into_iter()
+            .partition(|m| m.iteration <= iteration);
+        self.members = keep;
+        self.write_registry()?;
+        let mut removed = Vec::with_capacity(drop.len());
+        for member in drop {
+            let path = self.dir.join(&member.id);
+            if path.exists() {
+                fs::remove_dir_all(&path).map_err(io(&path))?;
+            }
+            tracing::warn!(id = %member.id, iteration = member.iteration, "rolled back an uncommitted population member");
+            removed.push(member.id);
+        }
+        Ok(removed)
+    }
+
     /// Checks every member's directory against its recorded hash.
     pub fn verify(&self) -> Result<()> {
         for member in &self.members {
@@ -260,6 +281,22 @@ mod tests {
                 .join("config.json")
                 .is_file()
         );
+    }
+
+    #[test]
+    fn rollback_removes_only_later_members() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut pop = Population::open(tmp.path()).unwrap();
+        for i in 0..3u32 {
+            let id = pop.next_id();
+            stage(&pop, &id, b"w");
+            pop.commit(&id, i, u64::from(i)).unwrap();
+        }
+        assert_eq!(pop.rollback_after(1).unwrap(), ["attacker-0002"]);
+        let pop = Population::open(tmp.path()).unwrap();
+        assert_eq!(pop.len(), 2);
+        assert!(!tmp.path().join("attacker-0002").exists());
+        assert_eq!(pop.next_id(), "attacker-0002");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! no game or model logic lives here.
 
 pub mod bench;
+pub mod eval;
 pub mod game;
 pub mod logging;
 pub mod model;
+pub mod train;

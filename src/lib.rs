@@ -1,0 +1,11 @@
+//! The `arlas` binary's library half: the one-machine ARLAS pipeline that `arlas train`,
+//! `arlas demo` and `arlas eval` run, and the run report. The roles it wires together live
+//! in their own crates: `arlas-actor` (play and record), `arlas-learner` (update),
+//! `arlas-coordinator` (population, payoffs, opponents).
+//!
+//! - [`pipeline`]: settings, the run directory, warm-up, adversarial iterations,
+//!   evaluation and resume;
+//! - [`report`]: `report.html` with inline SVG plots.
+
+pub mod pipeline;
+pub mod report;

@@ -1,0 +1,270 @@
+//! The one-machine ARLAS pipeline: imitation warm-up, adversarial GRPO iterations for both
+//! players against a population of past attackers, evaluation, report. `arlas train` and
+//! `arlas demo` run it; `--resume DIR` continues a stopped run.
+//!
+//! The roles stay separate pieces, as in the distributed runtime: the actor crate plays
+//! and records, one [`Learner`] per player updates, the coordinator crate keeps the
+//! population, the payoff matrix and picks opponents. Here they are called in turn.
+
+mod evaluation;
+mod iteration;
+pub mod models;
+mod progress;
+mod report;
+pub mod run_dir;
+pub mod settings;
+mod warmup;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use arlas_coordinator::{PayoffMatrix, Population};
+use arlas_game::{EpisodeSpec, Split, play::episode_seed};
+use arlas_learner::{Learner, Player};
+use arlas_policy::{Device, Policy, Trainer};
+use serde::Serialize;
+
+pub use evaluation::{FinalEvaluation, evaluate_agent};
+pub use run_dir::{RunDir, RunState};
+pub use settings::{EvalSettings, Settings, WarmupSettings};
+
+use run_dir::{read_json, write_json};
+
+/// Salt of the held-out evaluation episodes' seeds.
+const EVAL_SALT: u64 = 0x0e7a_1000;
+
+/// How to start.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// A new run in an empty (or absent) directory.
+    New(Box<Settings>),
+    /// Continue the run in the directory with its own settings.
+    Resume,
+}
+
+/// What a finished run reports (also `DIR/eval/final.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub run_dir: PathBuf,
+    pub report: PathBuf,
+    pub evaluation: FinalEvaluation,
+    pub seconds: f64,
+}
+
+/// The state of a run in progress.
+pub struct Pipeline {
+    settings: Settings,
+    dir: RunDir,
+    device: Device,
+    state: RunState,
+    population: Population,
+    payoff: PayoffMatrix,
+    /// Frozen population members loaded so far, by id.
+    members: BTreeMap<String, Policy>,
+    eval_specs: Vec<EpisodeSpec>,
+    progress: progress::Progress,
+    started: Instant,
+}
+
+/// Runs (or resumes) a whole ARLAS run in `dir`.
+pub fn run(dir: RunDir, start: Start, show_progress: bool) -> anyhow::Result<Summary> {
+    let mut pipeline = Pipeline::open(dir, start, show_progress)?;
+    let (agent, attacker) = pipeline.warm_up()?;
+    let (agent, attacker) = pipeline.iterate(agent, attacker)?;
+    pipeline.finish(&agent, &attacker)
+}
+
+impl Pipeline {
+    fn open(dir: RunDir, start: Start, show_progress: bool) -> anyhow::Result<Self> {
+        let settings = match start {
+            Start::New(settings) => {
+                anyhow::ensure!(
+                    !dir.exists(),
+                    "{} already holds a run: continue it with `arlas train --resume {}` or choose another --run-dir",
+                    dir.root().display(),
+                    dir.root().display()
+                );
+                settings.validate()?;
+                std::fs::create_dir_all(dir.root())
+                    .with_context(|| format!("cannot create {}", dir.root().display()))?;
+                write_json(&dir.config(), &*settings)?;
+                write_json(&dir.path("versions.json"), &versions())?;
+                *settings
+            }
+            Start::Resume => {
+                anyhow::ensure!(
+                    dir.exists(),
+                    "{} holds no run to resume (no config.json); start one with `arlas train --run-dir {}`",
+                    dir.root().display(),
+                    dir.root().display()
+                );
+                let settings: Settings = read_json(&dir.config())?;
+                settings.validate()?;
+                settings
+            }
+        };
+        let state = dir.read_state()?;
+        anyhow::ensure!(
+            !state.finished,
+            "the run in {} is already finished; its report is {}",
+            dir.root().display(),
+            dir.report().display()
+        );
+        // Roll back whatever an uncommitted warm-up or iteration left behind.
+        if !state.warmup_done && dir.population().exists() {
+            std::fs::remove_dir_all(dir.population())
+                .with_context(|| format!("cannot reset {}", dir.population().display()))?;
+        }
+        let mut population = Population::open(dir.population()).with_context(|| {
+            format!(
+                "cannot open the population in {}",
+                dir.population().display()
+            )
+        })?;
+        population.rollback_after(state.iterations_done)?;
+        dir.rollback_metrics(state.iterations_done)?;
+        let payoff_path = dir.path("payoff.json");
+        let payoff = if state.warmup_done && payoff_path.is_file() {
+            read_json(&payoff_path)?
+        } else {
+            PayoffMatrix::default()
+        };
+        let eval_specs = (0..settings.eval.episodes)
+            .map(|k| {
+                EpisodeSpec::sample(
+                    Split::Eval,
+                    episode_seed(settings.seed ^ EVAL_SALT, k as u64),
+                )
+            })
+            .collect();
+        let progress = progress::Progress::new(show_progress, settings.iterations);
+        Ok(Self {
+            settings,
+            dir,
+            device: Device::Cpu,
+            state,
+            population,
+            payoff,
+            members: BTreeMap::new(),
+            eval_specs,
+            progress,
+            started: Instant::now(),
+        })
+    }
+
+    /// The learners as of the last committed point (warming them up first if needed).
+    fn warm_up(&mut self) -> anyhow::Result<(Learner, Learner)> {
+        if !self.state.warmup_done {
+            warmup::run(self)?;
+        }
+        self.learners()
+    }
+
+    /// Builds both learners from the committed checkpoints, with the warm-up policies as
+    /// KL references.
+    fn learners(&self) -> anyhow::Result<(Learner, Learner)> {
+        let build = |player: Player,
+                     checkpoint: &Option<String>,
+                     version: u64|
+         -> anyhow::Result<Learner> {
+            let rel = checkpoint
+                .clone()
+                .with_context(|| format!("the run state names no {player} checkpoint"))?;
+            let path = self.dir.root().join(&rel);
+            let config = match player {
+                Player::Agent => self.settings.agent.clone(),
+                Player::Attacker => self.settings.attacker.clone(),
+            };
+            let trainer = if rel.ends_with("warmup") {
+                let policy =
+                    models::load_dir(&path, &self.settings.models_dir, true, &self.device)?;
+                Trainer::new(policy, config.train.clone())?
+            } else {
+                Trainer::resume(
+                    &path,
+                    &self.device,
+                    &models::options(&self.settings.models_dir, true, 0),
+                )
+                .with_context(|| format!("cannot resume the {player} from {}", path.display()))?
+            };
+            let mut learner = Learner::new(player, trainer, config, version)?;
+            let reference = self.dir.checkpoint(player.name(), "warmup");
+            learner.set_reference(models::load_dir(
+                &reference,
+                &self.settings.models_dir,
+                false,
+                &self.device,
+            )?);
+            Ok(learner)
+        };
+        Ok((
+            build(
+                Player::Agent,
+                &self.state.agent_checkpoint,
+                self.state.agent_version,
+            )?,
+            build(
+                Player::Attacker,
+                &self.state.attacker_checkpoint,
+                self.state.attacker_version,
+            )?,
+        ))
+    }
+
+    /// The frozen policy of population member `id`, loaded once.
+    fn member(&mut self, id: &str) -> anyhow::Result<&Policy> {
+        if !self.members.contains_key(id) {
+            let dir = self.population.checkpoint_dir(id)?;
+            let policy = models::load_dir(&dir, &self.settings.models_dir, false, &self.device)?;
+            self.members.insert(id.to_string(), policy);
+        }
+        self.members
+            .get(id)
+            .with_context(|| format!("population member {id} could not be loaded"))
+    }
+
+    fn log(&self, record: serde_json::Value) -> anyhow::Result<()> {
+        self.dir.log_metrics(&record)
+    }
+}
+
+/// The versions of everything, for `DIR/versions.json`.
+fn versions() -> serde_json::Value {
+    serde_json::json!({
+        "arlas": env!("CARGO_PKG_VERSION"),
+        "candle": "0.11.1",
+        "tokenizers": "0.23.2",
+        "command": std::env::args().collect::<Vec<_>>(),
+        "started_unix": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+    })
+}
+
+impl Pipeline {
+    /// Saves the final policies, evaluates warm-up against trained, writes the report.
+    fn finish(&mut self, agent: &Learner, attacker: &Learner) -> anyhow::Result<Summary> {
+        agent.save(&self.dir.checkpoint("agent", "final"))?;
+        attacker.save(&self.dir.checkpoint("attacker", "final"))?;
+        self.progress.phase("final evaluation");
+        tracing::info!("final evaluation: warm-up agent vs trained agent on held-out tasks");
+        let evaluation = evaluation::final_evaluation(self, agent.policy(), agent.version())?;
+        write_json(&self.dir.eval("final"), &evaluation)?;
+        let report = report::build(self, &evaluation)?;
+        std::fs::write(self.dir.report(), report.to_html())
+            .with_context(|| format!("cannot write {}", self.dir.report().display()))?;
+        self.state.finished = true;
+        self.dir.write_state(&self.state)?;
+        Ok(Summary {
+            run_dir: self.dir.root().to_path_buf(),
+            report: self.dir.report(),
+            evaluation,
+            seconds: self.started.elapsed().as_secs_f64(),
+        })
+    }
+}
