@@ -1,9 +1,10 @@
 //! Allocator tuning for tensor workloads.
 
-/// Raises glibc's mmap and trim thresholds so large tensor buffers are reused instead of
-/// being returned to the OS after every op (and faulted in again by the next): about 2x
-/// faster training on CPU. Resident memory then stays at its high-water mark. Call once at
-/// start-up; a no-op outside glibc.
+/// Keeps freed tensor buffers in glibc's heap instead of returning them to the OS after
+/// every op (and faulting them in again on the next): buffers of any size come from the heap
+/// (no per-buffer mmap) and the heap is never trimmed. About 2x faster training on CPU;
+/// resident memory stays at its high-water mark. Call once at start-up, before the first
+/// tensor; a no-op outside glibc. (Threads' own arenas still map chunks too large for them.)
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     set_glibc_thresholds();
@@ -14,13 +15,15 @@ pub fn tune_allocator() {
 fn set_glibc_thresholds() {
     // glibc caps M_MMAP_THRESHOLD at HEAP_MAX_SIZE / 2 (32 MiB on 64-bit).
     const MMAP_THRESHOLD: libc::c_int = 32 << 20;
-    const TRIM_THRESHOLD: libc::c_int = 1 << 30;
+    // -1 (SIZE_MAX once widened) never trims: freed memory stays for the next step.
+    const TRIM_THRESHOLD: libc::c_int = -1;
     // SAFETY: mallopt only changes allocator tuning parameters; it takes plain integers, has
     // no memory-safety preconditions and is thread-safe in glibc. A rejected value returns 0
     // and leaves the previous setting in place.
     let ok = unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
             && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+            && libc::mallopt(libc::M_MMAP_MAX, 0) == 1
     };
     if !ok {
         tracing::warn!("glibc rejected the allocator thresholds; continuing with its defaults");

@@ -144,6 +144,15 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a model as a Hugging Face directory (f32 safetensors, tokenizer, chat template)
+    /// with an arlas manifest: e.g. SmolLM2 from its GGUF, for transformers or as a base.
+    Export {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Directory to write (replaced atomically if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Build (or rebuild) a tiny model directory: BPE tokenizer trained on the game's text,
     /// seeded random weights.
     BuildTiny {
@@ -274,6 +283,16 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
         }
         ModelCommand::Info { model, json } => info(&model, json),
         ModelCommand::BuildTiny { model, force } => build_tiny(&model, force),
+        ModelCommand::Export { model, out } => {
+            let (policy, _) = model.load(false, None)?;
+            let manifest = arlas_policy::save_policy(&policy, &out)?;
+            println!(
+                "wrote {} (content hash {})",
+                out.display(),
+                manifest.content_hash
+            );
+            Ok(())
+        }
     }
 }
 
