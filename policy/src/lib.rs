@@ -13,7 +13,7 @@
 //!   `Policy::load`; [`gguf`] and [`fetch`] bring SmolLM2 from its GGUF;
 //! - [`train`]: AdamW, schedule, SFT and GRPO losses, the `Trainer`;
 //! - [`checkpoint`]: atomic checkpoint directories with a manifest of hashes;
-//! - [`bench`]: FLOP counts and a measured matmul peak for MFU.
+//! - [`mod@bench`]: FLOP counts and a measured matmul peak for MFU.
 //!
 //! ```no_run
 //! use arlas_policy::{LoadOptions, ModelSpec, Policy, SamplingParams, ScoreItem};

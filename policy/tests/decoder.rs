@@ -269,3 +269,49 @@ fn invalid_inputs_are_rejected() {
     assert!(nothing.is_empty());
     assert_eq!(nothing.logprobs_vec().unwrap(), vec![Vec::<f32>::new()]);
 }
+
+#[test]
+fn rows_that_finish_early_leave_the_batch_without_disturbing_the_others() {
+    let policy = tiny_policy(false, 7, 0.1);
+    let prompts = prompts(&policy);
+    let params = SamplingParams {
+        max_new_tokens: 24,
+        seed: 11,
+        ..SamplingParams::default()
+    };
+    let free = policy.generate(&prompts, &params).unwrap();
+    // A stop string taken from early in row 0's completion and absent from the others.
+    let texts: Vec<String> = free
+        .iter()
+        .map(|g| policy.tokenizer().decode(&g.tokens, false).unwrap())
+        .collect();
+    let chars: Vec<char> = texts[0].chars().collect();
+    let stop = (1..chars.len().min(12))
+        .flat_map(|start| (2..5).map(move |len| (start, len)))
+        .filter(|(start, len)| start + len <= chars.len())
+        .map(|(start, len)| chars[start..start + len].iter().collect::<String>())
+        .find(|s| !texts[1].contains(s.as_str()) && !texts[2].contains(s.as_str()))
+        .expect("row 0 has a short substring the other rows lack");
+    let stopped = policy
+        .generate(
+            &prompts,
+            &SamplingParams {
+                stop: vec![stop],
+                ..params.clone()
+            },
+        )
+        .unwrap();
+    assert_eq!(stopped[0].finish, Finish::Stop);
+    assert!(stopped[0].tokens.len() < free[0].tokens.len());
+    for row in 1..3 {
+        assert_eq!(stopped[row].tokens, free[row].tokens, "row {row} changed");
+        let item = ScoreItem::completion(&prompts[row], &stopped[row].tokens);
+        let scored = policy
+            .score(&[item])
+            .unwrap()
+            .logprobs_vec()
+            .unwrap()
+            .remove(0);
+        assert!(max_abs_diff(&stopped[row].logprobs, &scored) <= TOLERANCE);
+    }
+}
