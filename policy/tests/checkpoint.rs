@@ -314,3 +314,38 @@ print(json.dumps({{"scores": scores, "ids": enc}}))
         "transformers tokenizes the rendered chat to the same ids"
     );
 }
+
+#[test]
+fn lora_adapters_travel_to_a_frozen_actor() {
+    let dir = tempfile::tempdir().unwrap();
+    let base_dir = dir.path().join("base");
+    save_policy(&tiny_policy(false, 5, 0.1), &base_dir).unwrap();
+    let lora = Some(LoraConfig::new(4, 8.0).unwrap());
+    let learner_options = LoadOptions {
+        trainable: true,
+        lora: lora.clone(),
+        ..LoadOptions::default()
+    };
+    let actor_options = LoadOptions {
+        lora,
+        seed: 99,
+        ..LoadOptions::default()
+    };
+    let spec = ModelSpec::Path(base_dir);
+    let learner = Policy::load(&spec, &Device::Cpu, &learner_options).unwrap();
+    let items = demonstrations(&learner);
+    let mut trainer = Trainer::new(learner, train_config()).unwrap();
+    for _ in 0..3 {
+        trainer.sft_step(&items).unwrap();
+    }
+    let mut actor = Policy::load(&spec, &Device::Cpu, &actor_options).unwrap();
+    let prompts = prompts(&actor);
+    let bytes = trainer.policy().weights_to_safetensors().unwrap();
+    let full = tiny_policy(false, 5, 0.1).weights_to_safetensors().unwrap();
+    assert!(bytes.len() * 3 < full.len(), "only the adapters travel");
+    actor.load_weights_from_safetensors(&bytes).unwrap();
+    assert_eq!(
+        trainer.policy().generate(&prompts, &params()).unwrap(),
+        actor.generate(&prompts, &params()).unwrap()
+    );
+}
