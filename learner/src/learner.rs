@@ -193,7 +193,9 @@ impl Learner {
         let chunks: Vec<&[usize]> = order.chunks(self.config.sft_minibatch_size).collect();
         let mut steps = Vec::with_capacity(chunks.len());
         for (i, chunk) in chunks.iter().enumerate() {
-            let batch: Vec<SftItem> = chunk.iter().map(|&j| items[j].clone()).collect();
+            let mut batch: Vec<SftItem> = chunk.iter().map(|&j| items[j].clone()).collect();
+            // Similar lengths share a micro-batch: less padding to compute through.
+            batch.sort_by_key(|item| item.tokens.len());
             let stats = self.trainer.sft_step(&batch)?;
             on_step(i, chunks.len(), &stats);
             steps.push(stats);
@@ -218,7 +220,9 @@ impl Learner {
         items.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
         let logprob_mismatch = self.mismatch(&items)?;
         let mut steps = Vec::new();
-        for batch in items.chunks(self.config.minibatch_size) {
+        for batch in items.chunks_mut(self.config.minibatch_size) {
+            // Similar lengths share a micro-batch: less padding to compute through.
+            batch.sort_by_key(|item| item.tokens.len());
             steps.push(self.trainer.grpo_step(batch, self.reference.as_ref())?);
         }
         if steps.iter().any(|s| !s.skipped) {

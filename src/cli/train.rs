@@ -100,6 +100,15 @@ pub struct SettingsArgs {
     /// Agent turns per episode.
     #[arg(long)]
     pub max_turns: Option<u32>,
+    /// New tokens an agent action may take.
+    #[arg(long)]
+    pub agent_max_tokens: Option<usize>,
+    /// New tokens an injection may take.
+    #[arg(long)]
+    pub attacker_max_tokens: Option<usize>,
+    /// Sampling temperature of both players during training rollouts.
+    #[arg(long)]
+    pub temperature: Option<f32>,
     /// Episodes played at once by the actor.
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -151,6 +160,16 @@ impl SettingsArgs {
         set!(self.naive_fraction, s.warmup.naive_fraction);
         set!(self.max_turns, s.rollout.game.max_turns);
         set!(self.batch_size, s.rollout.batch_size);
+        set!(
+            self.agent_max_tokens,
+            s.rollout.agent_sampling.max_new_tokens
+        );
+        set!(
+            self.attacker_max_tokens,
+            s.rollout.attacker_sampling.max_new_tokens
+        );
+        set!(self.temperature, s.rollout.agent_sampling.temperature);
+        set!(self.temperature, s.rollout.attacker_sampling.temperature);
         set!(self.eval_episodes, s.eval.episodes);
         set!(self.eval_every, s.eval.every);
     }

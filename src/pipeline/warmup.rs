@@ -38,6 +38,8 @@ pub(super) fn run(p: &mut Pipeline) -> anyhow::Result<()> {
         "naive_fraction": s.warmup.naive_fraction,
         "agent_items": demos.agent.len(),
         "attacker_items": demos.attacker.len(),
+        "agent_tokens": demos.agent.iter().map(|i| i.tokens.len()).sum::<usize>(),
+        "attacker_tokens": demos.attacker.iter().map(|i| i.tokens.len()).sum::<usize>(),
         "leaked": demos.leaked,
         "completed": demos.completed,
     }))?;

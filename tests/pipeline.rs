@@ -1,0 +1,218 @@
+//! The one-machine pipeline through the real `arlas` binary: a run killed with SIGKILL
+//! mid-way resumes from its last committed iteration and neither replays nor skips one;
+//! `arlas eval` reports the contract's fields for every kind of attacker.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn arlas() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_arlas"));
+    c.env("ARLAS_LOG", "warn");
+    c
+}
+
+/// Settings small enough for CI: a few scripted demonstrations, short actions, tiny groups.
+fn small_run(run_dir: &Path, models: &Path) -> Command {
+    let mut c = arlas();
+    c.args(["train", "--quiet", "--run-dir"]).arg(run_dir);
+    c.arg("--models-dir").arg(models);
+    c.args([
+        "--warmup-episodes",
+        "8",
+        "--warmup-epochs",
+        "1",
+        "--iterations",
+        "3",
+        "--tasks-per-iteration",
+        "2",
+        "--group-size",
+        "2",
+        "--eval-episodes",
+        "2",
+        "--eval-every",
+        "0",
+        "--max-turns",
+        "2",
+        "--agent-max-tokens",
+        "12",
+        "--attacker-max-tokens",
+        "12",
+        "--seed",
+        "5",
+    ]);
+    c
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn wait_for(deadline: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if ready() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn killed_run_resumes_without_replaying_or_skipping_iterations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    let run = tmp.path().join("run");
+
+    let mut child = small_run(&run, &models)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = run.join("state.json");
+    let committed_one = wait_for(Duration::from_secs(900), || {
+        std::fs::read(&state)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some_and(|s| s["iterations_done"].as_u64() >= Some(1))
+    });
+    assert!(committed_one, "the run never committed its first iteration");
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the run finished before it could be killed"
+    );
+    let killed_at = read_json(&state)["iterations_done"].as_u64().unwrap();
+    assert!(killed_at < 3);
+
+    // Starting again in the same directory is refused with a hint.
+    let again = small_run(&run, &models).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+
+    let out = arlas()
+        .args(["train", "--quiet", "--json", "--resume"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "resume failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["evaluation"]["table"].as_array().unwrap().len(), 4);
+
+    let state = read_json(&state);
+    assert_eq!(state["iterations_done"], 3);
+    assert_eq!(state["finished"], true);
+    // Each iteration logged exactly once, in order.
+    let iterations: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["kind"] == "iteration")
+        .map(|r| r["iteration"].as_u64().unwrap())
+        .collect();
+    assert_eq!(iterations, [1, 2, 3]);
+    // The warm-up attacker and one attacker per iteration, each iteration once.
+    let population = read_json(&run.join("population/population.json"));
+    let joined: Vec<u64> = population["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["iteration"].as_u64().unwrap())
+        .collect();
+    assert_eq!(joined, [0, 1, 2, 3]);
+    let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(report.contains("<svg") && report.contains("attacker-0003"));
+    for dir in [
+        "agent/warmup",
+        "agent/final",
+        "attacker/final",
+        "config.json",
+        "versions.json",
+        "eval/final.json",
+    ] {
+        assert!(run.join(dir).exists(), "{dir} missing");
+    }
+    // Only the last iteration's checkpoints are kept besides warm-up and final.
+    let kept: Vec<PathBuf> = std::fs::read_dir(run.join("agent"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+
+    // `arlas eval` on the trained agent: the contract's fields, per attacker.
+    let attacks = tmp.path().join("attacks.jsonl");
+    std::fs::write(&attacks, "{\"id\": \"t1\", \"family\": \"urgency\", \"template\": \"URGENT {goal} {not a placeholder}\"}\n").unwrap();
+    let out = arlas()
+        .args([
+            "eval",
+            "--json",
+            "--episodes",
+            "2",
+            "--seed",
+            "1",
+            "--agent",
+        ])
+        .arg(run.join("agent/final"))
+        .arg("--population")
+        .arg(run.join("population"))
+        .arg("--attacks")
+        .arg(&attacks)
+        .arg("--models-dir")
+        .arg(&models)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "eval failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let eval: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "task_success_rate",
+        "task_success_rate_under_attack",
+        "attack_success_rate",
+    ] {
+        let v = eval[field].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{field} = {v}");
+    }
+    let by = eval["by_attacker"].as_object().unwrap();
+    assert!(by.contains_key("templates"));
+    assert!(by.keys().any(|k| k.starts_with("file:")), "{:?}", by.keys());
+    assert!(by.contains_key("attacker-0000") && by.contains_key("attacker-0003"));
+}
+
+#[test]
+fn malformed_attack_file_is_an_error_naming_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let attacks = tmp.path().join("bad.jsonl");
+    std::fs::write(
+        &attacks,
+        "{\"id\": \"a\", \"family\": \"x\", \"template\": \"{goal}\"}\n{not json\n",
+    )
+    .unwrap();
+    let out = arlas()
+        .args([
+            "game",
+            "play",
+            "--agent",
+            "expert",
+            "--episodes",
+            "2",
+            "--attacker",
+        ])
+        .arg(format!("file:{}", attacks.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2"), "{err}");
+}
