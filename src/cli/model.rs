@@ -4,21 +4,17 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use arlas::pipeline::models::game_corpus;
 use arlas_policy::bench::{SampleBench, TrainBench};
 use arlas_policy::{
-    ChatFormat, CorpusFn, Device, LoadOptions, LoraConfig, ModelSpec, Policy, SamplingParams,
-    TinyPreset, TrainConfig, Trainer,
+    ChatFormat, Device, LoadOptions, LoraConfig, ModelSpec, Policy, SamplingParams, TinyPreset,
+    TrainConfig, Trainer,
 };
 use clap::{Args, Subcommand, ValueEnum};
 
-/// Episodes of game text the `tiny` tokenizer is trained on.
-const TINY_CORPUS_EPISODES: u64 = 3000;
-/// Seed of that corpus (fixed: every machine must build the same tokenizer).
-const TINY_CORPUS_SEED: u64 = 0;
 /// SmolLM2's own default system prompt (its chat template adds it when none is given).
 const SMOLLM2_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
@@ -69,18 +65,6 @@ impl ModelArgs {
         );
         Ok((policy, device))
     }
-}
-
-/// The game's text, for training a `tiny` tokenizer.
-fn game_corpus() -> CorpusFn {
-    Arc::new(|| {
-        let opts = arlas_game::CorpusOptions {
-            episodes: TINY_CORPUS_EPISODES,
-            seed: TINY_CORPUS_SEED,
-            split: arlas_game::Split::Train,
-        };
-        arlas_game::corpus(&opts).map_err(|e| e.to_string())
-    })
 }
 
 #[derive(Debug, Args)]

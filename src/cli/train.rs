@@ -91,6 +91,9 @@ pub struct SettingsArgs {
     /// Passes over the demonstrations.
     #[arg(long)]
     pub warmup_epochs: Option<usize>,
+    /// Demonstrations per optimizer step in the warm-up.
+    #[arg(long)]
+    pub warmup_batch: Option<usize>,
     /// Learning rate of the warm-up.
     #[arg(long)]
     pub warmup_lr: Option<f64>,
@@ -157,6 +160,7 @@ impl SettingsArgs {
         set!(self.warmup_episodes, s.warmup.episodes);
         set!(self.warmup_epochs, s.warmup.epochs);
         set!(self.warmup_lr, s.warmup.train.learning_rate);
+        set!(self.warmup_batch, s.warmup.minibatch_size);
         set!(self.naive_fraction, s.warmup.naive_fraction);
         set!(self.max_turns, s.rollout.game.max_turns);
         set!(self.batch_size, s.rollout.batch_size);
