@@ -10,6 +10,9 @@ if [ -x scripts/fetch-smollm2.sh ]; then
   scripts/fetch-smollm2.sh models || echo "warning: could not fetch SmolLM2; its tests will skip" >&2
 fi
 
+# deploy/: Dockerfiles, compose, Kubernetes manifests, alert rules and the dashboard (offline).
+bash scripts/validate-deploy.sh
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
