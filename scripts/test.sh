@@ -13,6 +13,10 @@ fi
 # deploy/: Dockerfiles, compose, Kubernetes manifests, alert rules and the dashboard (offline).
 bash scripts/validate-deploy.sh
 
+# Tests run in parallel on few cores: keep candle's element-wise ops off its spinning
+# thread pool (see src/main.rs, default_candle_threads).
+export CANDLE_NUM_THREADS="${CANDLE_NUM_THREADS:-1}"
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

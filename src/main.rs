@@ -39,7 +39,22 @@ enum Command {
     Bench(cli::bench::BenchCommand),
 }
 
+/// Candle 0.11 runs element-wise ops on a pool of threads that wait at a spinning barrier
+/// (`CANDLE_NUM_THREADS`); matrix products use rayon's pool (`RAYON_NUM_THREADS`) either
+/// way. Whenever another process (or another role of ours) shares the cores, the spinning
+/// costs far more than it saves: training steps ran 3x slower on 2 shared cores. Unless the
+/// user chose, element-wise ops run on the calling thread.
+#[allow(unsafe_code)]
+fn default_candle_threads() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread exists, so nothing
+        // can read the environment concurrently.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    default_candle_threads();
     let cli = Cli::parse();
     cli::logging::init(&cli.log)?;
     // Candle allocates and frees large buffers on every op; keep them mapped (2x on CPU).
