@@ -156,8 +156,22 @@ impl Settings {
         Ok(())
     }
 
-    /// The demo: the whole pipeline on the tiny model, sized for about 15 minutes on 2 cores.
+    /// The demo: the whole pipeline on the tiny model, sized for about 15 minutes on 2 cores
+    /// (measured: docs/results.md).
     pub fn demo() -> Self {
-        Self::default()
+        let mut s = Self::default();
+        s.warmup.episodes = 400;
+        s.warmup.epochs = 3;
+        s.warmup.minibatch_size = 8;
+        s.warmup.train.learning_rate = 3e-3;
+        s.iterations = 4;
+        s.tasks_per_iteration = 8;
+        s.group_size = 4;
+        s.eval.episodes = 32;
+        s.eval.every = 2;
+        for learner in [&mut s.agent, &mut s.attacker] {
+            learner.train.learning_rate = 5e-4;
+        }
+        s
     }
 }
