@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Undecodable bytes are the caller's fault: INVALID_ARGUMENT, not INTERNAL.
         .codec_path("crate::codec::ArlasCodec")
+        // Unimplemented rpcs answer UNIMPLEMENTED: partial servers (test fakes) stay short.
+        .generate_default_stubs(true)
         .file_descriptor_set_path(out_dir.join("arlas_v1_descriptor.bin"))
         .compile_with_config(config, &PROTOS, &["."])?;
     for proto in PROTOS {

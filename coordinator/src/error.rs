@@ -34,9 +34,111 @@ pub enum Error {
     DuplicateMember(String),
     #[error("population member {0} not found")]
     UnknownMember(String),
+
+    // --- the coordinator service (see `service`) ---
+    /// A request field failed validation (the wire edge or a domain rule).
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("no checkpoint blob {0} in the store; fetch a current version from GetRunState")]
+    UnknownBlob(String),
+    #[error(
+        "checkpoint blob {id} at {path} is truncated: {found} of {expected} bytes; restore it from a backup or remove the run's data directory"
+    )]
+    BlobTruncated {
+        id: String,
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+    #[error(
+        "checkpoint blob {id} at {path} is corrupted: its bytes hash to {found}; restore it from a backup or remove the run's data directory"
+    )]
+    BlobCorrupted {
+        id: String,
+        path: PathBuf,
+        found: String,
+    },
+    #[error(
+        "uploaded checkpoint does not match its header: expected sha256 {expected} and {expected_size} bytes, received sha256 {found} and {found_size} bytes; upload again"
+    )]
+    UploadMismatch {
+        expected: String,
+        expected_size: u64,
+        found: String,
+        found_size: u64,
+    },
+    #[error("checkpoint blob is not a valid checkpoint archive: {0}")]
+    Archive(String),
+    #[error("no lease {0}: it expired or the coordinator restarted; register again")]
+    UnknownLease(String),
+    #[error("lease {lease} belongs to {role}; this rpc is for {needed}s only")]
+    WrongRole {
+        lease: String,
+        role: &'static str,
+        needed: &'static str,
+    },
+    #[error(
+        "{player} version {version} is not newer than the current version {current}; versions only increase"
+    )]
+    StaleVersion {
+        player: &'static str,
+        version: u64,
+        current: u64,
+    },
+    #[error(
+        "{player} version {version} was already published with checkpoint {existing}, not {offered}"
+    )]
+    VersionConflict {
+        player: &'static str,
+        version: u64,
+        existing: String,
+        offered: String,
+    },
+    #[error(
+        "run state {path} is not valid JSON ({source}); restore it from a backup or start a new data directory"
+    )]
+    RunState {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "data directory is inconsistent: {0}; restore it from a backup or start a new data directory"
+    )]
+    Inconsistent(String),
+    #[error("the coordinator is shutting down; retry against the restarted coordinator")]
+    ShuttingDown,
+    #[error("cannot bind or serve {what}: {reason}")]
+    Serve { what: String, reason: String },
+    #[error(transparent)]
+    Runtime(#[from] arlas_runtime::Error),
+    /// An rpc to the coordinator failed (client side).
+    #[error("coordinator rpc {rpc} failed with {code:?}: {message}")]
+    Rpc {
+        rpc: &'static str,
+        code: tonic::Code,
+        message: String,
+    },
+    #[error(
+        "checkpoint {id} chunk at offset {offset} failed its checksum {attempts} times in a row; the network or the coordinator's disk corrupts data"
+    )]
+    ChunkCorrupted {
+        id: String,
+        offset: u64,
+        attempts: u32,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
 
 pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();

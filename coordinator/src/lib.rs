@@ -11,7 +11,10 @@
 //! - [`population`]: the on-disk registry (`population.json` + one directory per member);
 //! - [`payoff`]: win-rate bookkeeping, agent version × attacker member;
 //! - [`opponents`]: which past attackers the agent trains against (`all|latest`,
-//!   `uniform|recent|pfsp`).
+//!   `uniform|recent|pfsp`);
+//! - [`service`]: the coordinator as a gRPC service for the distributed runtime — leases,
+//!   versions, content-addressed checkpoint blobs, watch — with its wrapper client
+//!   (`arlas coordinator` runs [`service::run`]; protocol in `docs/distributed.md`).
 //!
 //! ```
 //! use arlas_coordinator::{OpponentPool, OpponentSampling, PayoffMatrix, sample_opponents};
@@ -28,6 +31,7 @@ mod error;
 pub mod opponents;
 pub mod payoff;
 pub mod population;
+pub mod service;
 
 pub use content::{ContentHash, hash_dir};
 pub use error::{Error, Result};

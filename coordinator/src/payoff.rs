@@ -74,6 +74,16 @@ impl PayoffMatrix {
         tally.attacker_wins += u64::from(attacker_won);
     }
 
+    /// Adds a batch of games of one cell (results reported by actors).
+    pub fn add(&mut self, agent_version: u64, attacker: &str, games: Tally) {
+        let tally = self
+            .cells
+            .entry((agent_version, attacker.to_string()))
+            .or_default();
+        tally.games += games.games;
+        tally.attacker_wins += games.attacker_wins;
+    }
+
     /// The tally of one cell (zero if never played).
     pub fn get(&self, agent_version: u64, attacker: &str) -> Tally {
         self.cells

@@ -1,0 +1,467 @@
+//! The wrapper client that actors, learners and tests use: domain types in and out, the
+//! token attached, size limits raised, and checkpoint transfer with per-chunk checksums,
+//! resume and retries. Callers never see `Request`, `Status` or `Channel`.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arlas_proto::limits::{MAX_CHUNK_BYTES, MAX_MESSAGE_BYTES};
+use arlas_proto::v1;
+use arlas_proto::v1::coordinator_client::CoordinatorClient as Generated;
+use arlas_proto::v1::publish_checkpoint_request::Kind;
+use arlas_runtime::auth::{AttachToken, Token};
+use arlas_runtime::backoff::Backoff;
+use arlas_runtime::metrics as names;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::Status;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use super::convert::{member_from_wire, player_to_wire, run_view_from_wire, version_from_wire};
+use super::ids::LeaseId;
+use super::owner::Lease;
+use super::types::{BlobRef, MatchResult, Member, PublishHeader, Published, Registration, RunView};
+use crate::content::hash_file;
+use crate::error::{Error, Result, io};
+
+/// Consecutive corrupted chunks at one offset before a fetch gives up.
+const MAX_CORRUPT_RETRIES: u32 = 3;
+/// Transport failures in a row before a fetch gives up.
+const MAX_STREAM_RETRIES: u32 = 5;
+
+type Inner = Generated<InterceptedService<Channel, AttachToken>>;
+
+/// What a download did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchReport {
+    /// Bytes already on disk from an earlier, interrupted download.
+    pub resumed_from: u64,
+    /// Bytes received over the network this time.
+    pub received: u64,
+    /// Chunks whose checksum failed and were fetched again.
+    pub corrupted_chunks: u32,
+}
+
+/// A client of the `arlas.v1.Coordinator` service.
+#[derive(Debug, Clone)]
+pub struct CoordinatorClient {
+    inner: Inner,
+}
+
+fn rpc_error(rpc: &'static str) -> impl FnOnce(Status) -> Error {
+    move |s| Error::Rpc {
+        rpc,
+        code: s.code(),
+        message: s.message().to_string(),
+    }
+}
+
+fn missing(rpc: &'static str, field: &str) -> Error {
+    Error::Rpc {
+        rpc,
+        code: tonic::Code::Internal,
+        message: format!("the coordinator's answer has no {field}"),
+    }
+}
+
+impl CoordinatorClient {
+    /// Connects to `url` (`http://host:port`), sending `token` with every rpc.
+    pub async fn connect(url: &str, token: Option<&Token>) -> Result<Self> {
+        let channel = arlas_runtime::client::connect(url).await?;
+        Ok(Self::new(channel, token))
+    }
+
+    /// A client over an existing channel.
+    pub fn new(channel: Channel, token: Option<&Token>) -> Self {
+        let inner = Generated::with_interceptor(channel, AttachToken::new(token))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Self { inner }
+    }
+
+    pub async fn register(&mut self, registration: &Registration) -> Result<(Lease, RunView)> {
+        let request = match registration {
+            Registration::Actor { name } => v1::RegisterRequest {
+                role: v1::Role::Actor.into(),
+                name: name.clone(),
+                ..Default::default()
+            },
+            Registration::Learner { name, url, players } => v1::RegisterRequest {
+                role: v1::Role::Learner.into(),
+                name: name.clone(),
+                url: url.clone(),
+                players: players.iter().map(|&p| player_to_wire(p).into()).collect(),
+            },
+        };
+        let r = self
+            .inner
+            .register(request)
+            .await
+            .map_err(rpc_error("Register"))?
+            .into_inner();
+        let run = r.run.ok_or_else(|| missing("Register", "run"))?;
+        Ok((
+            Lease {
+                id: LeaseId::parse(&r.lease_id)?,
+                ttl: Duration::from_millis(r.ttl_ms),
+            },
+            run_view_from_wire(&run)?,
+        ))
+    }
+
+    pub async fn heartbeat(&mut self, lease: &LeaseId) -> Result<(Duration, RunView)> {
+        let r = self
+            .inner
+            .heartbeat(v1::HeartbeatRequest {
+                lease_id: lease.to_string(),
+            })
+            .await
+            .map_err(rpc_error("Heartbeat"))?
+            .into_inner();
+        let run = r.run.ok_or_else(|| missing("Heartbeat", "run"))?;
+        Ok((Duration::from_millis(r.ttl_ms), run_view_from_wire(&run)?))
+    }
+
+    pub async fn deregister(&mut self, lease: &LeaseId) -> Result<()> {
+        self.inner
+            .deregister(v1::DeregisterRequest {
+                lease_id: lease.to_string(),
+            })
+            .await
+            .map_err(rpc_error("Deregister"))?;
+        Ok(())
+    }
+
+    pub async fn run_state(&mut self) -> Result<RunView> {
+        let r = self
+            .inner
+            .get_run_state(v1::GetRunStateRequest {})
+            .await
+            .map_err(rpc_error("GetRunState"))?
+            .into_inner();
+        run_view_from_wire(&r)
+    }
+
+    pub async fn population(&mut self) -> Result<Vec<Member>> {
+        let r = self
+            .inner
+            .list_population(v1::ListPopulationRequest {})
+            .await
+            .map_err(rpc_error("ListPopulation"))?
+            .into_inner();
+        r.members.iter().map(member_from_wire).collect()
+    }
+
+    pub async fn assign_opponents(
+        &mut self,
+        lease: &LeaseId,
+        agent_version: u64,
+        count: u32,
+    ) -> Result<Vec<Member>> {
+        let r = self
+            .inner
+            .assign_opponents(v1::AssignOpponentsRequest {
+                lease_id: lease.to_string(),
+                agent_version,
+                count,
+            })
+            .await
+            .map_err(rpc_error("AssignOpponents"))?
+            .into_inner();
+        r.opponents.iter().map(member_from_wire).collect()
+    }
+
+    pub async fn report_results(&mut self, lease: &LeaseId, results: &[MatchResult]) -> Result<()> {
+        self.inner
+            .report_results(v1::ReportResultsRequest {
+                lease_id: lease.to_string(),
+                results: results
+                    .iter()
+                    .map(|r| v1::MatchResult {
+                        agent_version: r.agent_version,
+                        attacker_id: r.attacker_id.clone(),
+                        games: r.games,
+                        attacker_wins: r.attacker_wins,
+                    })
+                    .collect(),
+            })
+            .await
+            .map_err(rpc_error("ReportResults"))?;
+        Ok(())
+    }
+
+    /// Publishes the blob file `blob` (see `archive::pack_to_file`) under `header`, in
+    /// 1 MiB chunks read off the async runtime.
+    pub async fn publish_file(&mut self, header: &PublishHeader, blob: &Path) -> Result<Published> {
+        let (tx, rx) = mpsc::channel(4);
+        let first = v1::PublishCheckpointRequest {
+            kind: Some(Kind::Header(v1::PublishHeader {
+                lease_id: header.lease.to_string(),
+                player: player_to_wire(header.player).into(),
+                version: header.version,
+                sha256: header.checkpoint.id.to_string(),
+                size_bytes: header.checkpoint.size,
+                join_population: header.join_population,
+                iteration: header.iteration,
+            })),
+        };
+        let path = blob.to_path_buf();
+        let mut file = std::fs::File::open(&path).map_err(io(&path))?;
+        let reader = tokio::task::spawn_blocking(move || -> Result<()> {
+            if tx.blocking_send(first).is_err() {
+                return Ok(());
+            }
+            loop {
+                let mut data = vec![0u8; MAX_CHUNK_BYTES];
+                let n = read_full(&mut file, &mut data).map_err(io(&path))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                data.truncate(n);
+                metrics::counter!(names::CHECKPOINT_BYTES_TOTAL, "direction" => "sent")
+                    .increment(n as u64);
+                let message = v1::PublishCheckpointRequest {
+                    kind: Some(Kind::Chunk(data)),
+                };
+                if tx.blocking_send(message).is_err() {
+                    return Ok(()); // the rpc ended (answered early or failed)
+                }
+            }
+        });
+        let answer = self
+            .inner
+            .publish_checkpoint(ReceiverStream::new(rx))
+            .await
+            .map_err(rpc_error("PublishCheckpoint"));
+        reader.await.map_err(|e| Error::Serve {
+            what: "the checkpoint reader".into(),
+            reason: e.to_string(),
+        })??;
+        let r = answer?.into_inner();
+        let version = r
+            .published
+            .as_ref()
+            .ok_or_else(|| missing("PublishCheckpoint", "published"))?;
+        Ok(Published {
+            version: version_from_wire(version)?,
+            member: r.member.as_ref().map(member_from_wire).transpose()?,
+        })
+    }
+
+    /// Downloads `blob` to `dest`: resumes from `dest.partial` if an earlier download left
+    /// one, checks every chunk's sha256 (a corrupted chunk is fetched again), retries
+    /// broken streams with backoff, verifies the whole file's sha256, then renames it to
+    /// `dest`.
+    pub async fn fetch_to_file(&mut self, blob: &BlobRef, dest: &Path) -> Result<FetchReport> {
+        let partial = partial_path(dest);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&partial)
+            .map_err(io(&partial))?;
+        let mut offset = file.metadata().map_err(io(&partial))?.len();
+        if offset > blob.size {
+            file.set_len(0).map_err(io(&partial))?;
+            offset = 0;
+        }
+        file.seek(SeekFrom::Start(offset)).map_err(io(&partial))?;
+        let mut report = FetchReport {
+            resumed_from: offset,
+            ..FetchReport::default()
+        };
+        let mut corrupt_in_a_row = 0u32;
+        let mut failures_in_a_row = 0u32;
+        let mut backoff = Backoff::default();
+        while offset < blob.size {
+            let before = offset;
+            let outcome = self
+                .fetch_range(blob, offset, &mut file, &partial, &mut report)
+                .await;
+            let failure = match outcome {
+                Ok(Progress::Done(end)) => {
+                    offset = end;
+                    (offset < blob.size).then(|| Error::Rpc {
+                        rpc: "FetchCheckpoint",
+                        code: tonic::Code::Unavailable,
+                        message: format!("the stream ended at offset {offset} of {}", blob.size),
+                    })
+                }
+                Ok(Progress::Corrupted(at)) => {
+                    if at > before {
+                        corrupt_in_a_row = 0;
+                    }
+                    offset = at;
+                    corrupt_in_a_row += 1;
+                    report.corrupted_chunks += 1;
+                    tracing::warn!(blob = %blob.id, offset, "checkpoint chunk failed its checksum; fetching it again");
+                    if corrupt_in_a_row >= MAX_CORRUPT_RETRIES {
+                        return Err(Error::ChunkCorrupted {
+                            id: blob.id.to_string(),
+                            offset,
+                            attempts: corrupt_in_a_row,
+                        });
+                    }
+                    None
+                }
+                Err((at, e)) => {
+                    offset = at;
+                    Some(e)
+                }
+            };
+            if offset > before {
+                failures_in_a_row = 0;
+                backoff.reset();
+            }
+            if let Some(e) = failure {
+                failures_in_a_row += 1;
+                let retryable = matches!(
+                    &e,
+                    Error::Rpc { code, .. } if matches!(
+                        code,
+                        tonic::Code::Unavailable
+                            | tonic::Code::Unknown
+                            | tonic::Code::Internal
+                            | tonic::Code::Cancelled
+                            | tonic::Code::DeadlineExceeded
+                    )
+                );
+                if !retryable || failures_in_a_row >= MAX_STREAM_RETRIES {
+                    return Err(e);
+                }
+                tracing::warn!(blob = %blob.id, offset, error = %e, "checkpoint download interrupted; resuming");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+        drop(file);
+        let (check, expected) = (partial.clone(), blob.id.to_string());
+        let found = tokio::task::spawn_blocking(move || hash_file(&check))
+            .await
+            .map_err(|e| Error::Serve {
+                what: "hashing a download".into(),
+                reason: e.to_string(),
+            })??;
+        if found != expected {
+            let _ = std::fs::remove_file(&partial);
+            return Err(Error::BlobCorrupted {
+                id: expected,
+                path: partial,
+                found,
+            });
+        }
+        std::fs::rename(&partial, dest).map_err(io(dest))?;
+        Ok(report)
+    }
+
+    /// One FetchCheckpoint stream from `offset`, written to `file` until it ends, breaks,
+    /// or delivers a corrupted chunk.
+    async fn fetch_range(
+        &mut self,
+        blob: &BlobRef,
+        mut offset: u64,
+        file: &mut std::fs::File,
+        path: &Path,
+        report: &mut FetchReport,
+    ) -> std::result::Result<Progress, (u64, Error)> {
+        let request = v1::FetchCheckpointRequest {
+            sha256: blob.id.to_string(),
+            offset,
+            max_chunk_bytes: 0,
+        };
+        let mut stream = self
+            .inner
+            .fetch_checkpoint(request)
+            .await
+            .map_err(|s| (offset, rpc_error("FetchCheckpoint")(s)))?
+            .into_inner();
+        loop {
+            let chunk = match stream.message().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return Ok(Progress::Done(offset)),
+                Err(s) => return Err((offset, rpc_error("FetchCheckpoint")(s))),
+            };
+            if chunk.offset != offset || chunk.total_size != blob.size {
+                return Err((
+                    offset,
+                    Error::Rpc {
+                        rpc: "FetchCheckpoint",
+                        code: tonic::Code::Internal,
+                        message: format!(
+                            "chunk at offset {} of a {}-byte blob, expected offset {offset} of {} bytes",
+                            chunk.offset, chunk.total_size, blob.size
+                        ),
+                    },
+                ));
+            }
+            let len = chunk.data.len() as u64;
+            if len == 0 || offset + len > blob.size {
+                return Ok(Progress::Corrupted(offset));
+            }
+            let (data, expected) = (chunk.data, chunk.data_sha256);
+            let verified = tokio::task::spawn_blocking(move || {
+                let ok = Sha256::digest(&data).as_slice() == expected.as_slice();
+                (ok, data)
+            })
+            .await;
+            let Ok((true, data)) = verified else {
+                return Ok(Progress::Corrupted(offset));
+            };
+            file.write_all(&data).map_err(|e| (offset, io(path)(e)))?;
+            metrics::counter!(names::CHECKPOINT_BYTES_TOTAL, "direction" => "received")
+                .increment(len);
+            offset += len;
+            report.received += len;
+        }
+    }
+
+    /// The run state now and after every change, until the coordinator goes away.
+    pub async fn watch(&mut self) -> Result<impl Stream<Item = Result<RunView>> + use<>> {
+        let stream = self
+            .inner
+            .watch(v1::WatchRequest {})
+            .await
+            .map_err(rpc_error("Watch"))?
+            .into_inner();
+        Ok(stream.map(|item| {
+            item.map_err(rpc_error("Watch"))
+                .and_then(|s| run_view_from_wire(&s))
+        }))
+    }
+}
+
+enum Progress {
+    /// The stream ended after delivering bytes up to this offset.
+    Done(u64),
+    /// A chunk at this offset failed its checksum: fetch again from here.
+    Corrupted(u64),
+}
+
+/// `dest` with `.partial` appended: where an unfinished download lives.
+pub fn partial_path(dest: &Path) -> PathBuf {
+    let mut name = dest.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// The id and size of an existing blob file (hashes it; run it off the async runtime).
+pub fn blob_ref_of_file(path: &Path) -> Result<BlobRef> {
+    let size = std::fs::metadata(path).map_err(io(path))?.len();
+    let id = super::ids::BlobId::parse(&hash_file(path)?)?;
+    Ok(BlobRef { id, size })
+}

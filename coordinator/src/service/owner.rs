@@ -1,0 +1,245 @@
+//! The one owner of [`CoordinatorState`]: a dedicated thread (its work touches the disk)
+//! that takes commands with `oneshot` replies, sweeps expired leases on a tick, publishes
+//! every new [`RunView`] on a `watch` channel and keeps the gauges current.
+//!
+//! [`CoordinatorHandle`] is the async face of it; cloning the handle is cheap, and the
+//! thread ends once every handle is gone.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use metrics::gauge;
+use tokio::sync::{oneshot, watch};
+
+use super::blobs::{BlobWriter, StagedBlob};
+use super::ids::{BlobId, LeaseId};
+use super::state::{CoordinatorState, PublishCheck};
+use super::types::{
+    BlobRef, MatchResult, Member, Player, PublishHeader, Published, Registration, Role, RunView,
+};
+use crate::error::{Error, Result};
+use arlas_runtime::metrics as names;
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// A granted lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub id: LeaseId,
+    pub ttl: Duration,
+}
+
+enum Command {
+    Register(Registration, Reply<(Lease, RunView)>),
+    Heartbeat(LeaseId, Reply<(Duration, RunView)>),
+    Deregister(LeaseId, Reply<()>),
+    View(Reply<RunView>),
+    Population(Reply<Vec<Member>>),
+    AssignOpponents {
+        lease: LeaseId,
+        agent_version: u64,
+        count: usize,
+        reply: Reply<Vec<Member>>,
+    },
+    ReportResults(LeaseId, Vec<MatchResult>, Reply<()>),
+    CheckPublish(PublishHeader, Reply<PublishCheck>),
+    UploadWriter(Reply<BlobWriter>),
+    Publish(PublishHeader, Option<StagedBlob>, Reply<Published>),
+    Blob(BlobId, Reply<(BlobRef, PathBuf)>),
+}
+
+/// The async handle to the coordinator's state.
+#[derive(Debug, Clone)]
+pub struct CoordinatorHandle {
+    commands: mpsc::Sender<Command>,
+    views: watch::Receiver<RunView>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+impl CoordinatorHandle {
+    /// Moves `state` onto its own thread and returns the handle and the thread (which ends
+    /// after the last handle is dropped).
+    pub fn spawn(state: CoordinatorState) -> Result<(Self, std::thread::JoinHandle<()>)> {
+        let (commands, inbox) = mpsc::channel();
+        let (views_tx, views) = watch::channel(state.view());
+        let thread = std::thread::Builder::new()
+            .name("coordinator-state".into())
+            .spawn(move || run(state, &inbox, &views_tx))
+            .map_err(|e| Error::Serve {
+                what: "the coordinator state thread".into(),
+                reason: e.to_string(),
+            })?;
+        Ok((Self { commands, views }, thread))
+    }
+
+    async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(command(tx))
+            .map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// The latest run view, updated after every change.
+    pub fn watch(&self) -> watch::Receiver<RunView> {
+        self.views.clone()
+    }
+
+    pub async fn register(&self, registration: Registration) -> Result<(Lease, RunView)> {
+        self.call(|r| Command::Register(registration, r)).await
+    }
+
+    pub async fn heartbeat(&self, lease: LeaseId) -> Result<(Duration, RunView)> {
+        self.call(|r| Command::Heartbeat(lease, r)).await
+    }
+
+    pub async fn deregister(&self, lease: LeaseId) -> Result<()> {
+        self.call(|r| Command::Deregister(lease, r)).await
+    }
+
+    pub async fn view(&self) -> Result<RunView> {
+        self.call(Command::View).await
+    }
+
+    pub async fn population(&self) -> Result<Vec<Member>> {
+        self.call(Command::Population).await
+    }
+
+    pub async fn assign_opponents(
+        &self,
+        lease: LeaseId,
+        agent_version: u64,
+        count: usize,
+    ) -> Result<Vec<Member>> {
+        self.call(|reply| Command::AssignOpponents {
+            lease,
+            agent_version,
+            count,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn report_results(&self, lease: LeaseId, results: Vec<MatchResult>) -> Result<()> {
+        self.call(|r| Command::ReportResults(lease, results, r))
+            .await
+    }
+
+    pub async fn check_publish(&self, header: PublishHeader) -> Result<PublishCheck> {
+        self.call(|r| Command::CheckPublish(header, r)).await
+    }
+
+    pub async fn upload_writer(&self) -> Result<BlobWriter> {
+        self.call(Command::UploadWriter).await
+    }
+
+    pub async fn publish(
+        &self,
+        header: PublishHeader,
+        staged: Option<StagedBlob>,
+    ) -> Result<Published> {
+        self.call(|r| Command::Publish(header, staged, r)).await
+    }
+
+    pub async fn blob(&self, id: BlobId) -> Result<(BlobRef, PathBuf)> {
+        self.call(|r| Command::Blob(id, r)).await
+    }
+}
+
+fn run(
+    mut state: CoordinatorState,
+    inbox: &mpsc::Receiver<Command>,
+    views: &watch::Sender<RunView>,
+) {
+    let tick = (state.lease_ttl() / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    update_gauges(&state);
+    loop {
+        match inbox.recv_timeout(tick) {
+            Ok(command) => handle(&mut state, command),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        state.expire(Instant::now());
+        if views.borrow().revision != state.revision() {
+            views.send_replace(state.view());
+            update_gauges(&state);
+        }
+    }
+    tracing::debug!("coordinator state thread stopped");
+}
+
+fn handle(state: &mut CoordinatorState, command: Command) {
+    let now = Instant::now();
+    // A dropped reply receiver means the rpc was cancelled; the state change stands.
+    match command {
+        Command::Register(registration, reply) => {
+            let id = state.register(registration, now);
+            let lease = Lease {
+                id,
+                ttl: state.lease_ttl(),
+            };
+            let _ = reply.send(Ok((lease, state.view())));
+        }
+        Command::Heartbeat(lease, reply) => {
+            let result = state
+                .heartbeat(&lease, now)
+                .map(|()| (state.lease_ttl(), state.view()));
+            let _ = reply.send(result);
+        }
+        Command::Deregister(lease, reply) => {
+            state.deregister(&lease, now);
+            let _ = reply.send(Ok(()));
+        }
+        Command::View(reply) => {
+            let _ = reply.send(Ok(state.view()));
+        }
+        Command::Population(reply) => {
+            let _ = reply.send(Ok(state.population()));
+        }
+        Command::AssignOpponents {
+            lease,
+            agent_version,
+            count,
+            reply,
+        } => {
+            let _ = reply.send(state.assign_opponents(&lease, agent_version, count, now));
+        }
+        Command::ReportResults(lease, results, reply) => {
+            let _ = reply.send(state.report_results(&lease, &results, now));
+        }
+        Command::CheckPublish(header, reply) => {
+            let _ = reply.send(state.check_publish(&header, now));
+        }
+        Command::UploadWriter(reply) => {
+            let _ = reply.send(state.upload_writer());
+        }
+        Command::Publish(header, staged, reply) => {
+            let result = state.publish(&header, staged, now);
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, player = header.player.name(), version = header.version, "publish rejected");
+            }
+            let _ = reply.send(result);
+        }
+        Command::Blob(id, reply) => {
+            let _ = reply.send(state.blob(&id));
+        }
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn update_gauges(state: &CoordinatorState) {
+    gauge!(names::CONNECTED_ACTORS).set(state.connected(Role::Actor) as f64);
+    gauge!(names::CONNECTED_LEARNERS).set(state.connected(Role::Learner) as f64);
+    let view = state.view();
+    gauge!(names::POPULATION_SIZE).set(view.population_size as f64);
+    for player in Player::ALL {
+        gauge!(names::POLICY_VERSION, "player" => player.name())
+            .set(view.version(player).version as f64);
+    }
+}

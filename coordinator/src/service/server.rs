@@ -1,0 +1,163 @@
+//! The coordinator process: `run(listeners, config, shutdown)` opens and verifies the data
+//! directory, then serves `arlas.v1.Coordinator`, gRPC health and reflection on the gRPC
+//! listener and `/metrics` + `/healthz` on the metrics listener, until `shutdown` completes.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use arlas_proto::limits::MAX_MESSAGE_BYTES;
+use arlas_proto::v1::coordinator_server::CoordinatorServer;
+use arlas_runtime::auth::{RequireToken, Token, check_listen};
+use arlas_runtime::http::{MetricsEndpoint, serve as serve_metrics};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use super::config::CoordinatorConfig;
+use super::grpc::CoordinatorService;
+use super::owner::CoordinatorHandle;
+use super::state::CoordinatorState;
+use crate::error::{Error, Result};
+
+/// Everything `run` needs besides its listeners.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The data directory (created if absent): run state, blobs, population.
+    pub data_dir: PathBuf,
+    pub coordinator: CoordinatorConfig,
+    /// The shared token; required when the gRPC listener is not on loopback.
+    pub token: Option<Token>,
+    /// After the shutdown signal, how long in-flight rpcs may take before the remaining
+    /// connections are closed (a client that stopped reading a download would otherwise
+    /// hold the shutdown forever).
+    pub shutdown_grace: Duration,
+}
+
+/// Default of [`ServerConfig::shutdown_grace`].
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The sockets the coordinator serves on, bound by the caller (port 0 works).
+#[derive(Debug)]
+pub struct Listeners {
+    pub grpc: TcpListener,
+    /// `/metrics` and `/healthz`; `None` serves no HTTP endpoint.
+    pub metrics: Option<TcpListener>,
+}
+
+/// Runs the coordinator until `shutdown` completes, then stops gracefully: health turns
+/// NOT_SERVING, watch streams end, in-flight rpcs finish and the state thread stops.
+pub async fn run(
+    listeners: Listeners,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let grpc_addr = listeners.grpc.local_addr().map_err(|e| Error::Serve {
+        what: "the gRPC listener".into(),
+        reason: e.to_string(),
+    })?;
+    check_listen(grpc_addr, config.token.as_ref())?;
+    if config.token.is_none() {
+        tracing::warn!(%grpc_addr, "no token: rpcs are not authenticated (allowed on loopback only)");
+    }
+    let metrics = arlas_runtime::metrics::install("coordinator")?;
+    let (ready_tx, ready) = watch::channel(false);
+    let (stopping_tx, stopping) = watch::channel(false);
+    let metrics_task = listeners.metrics.map(|listener| {
+        let mut stop = stopping.clone();
+        tokio::spawn(serve_metrics(
+            listener,
+            MetricsEndpoint {
+                handle: metrics,
+                ready,
+            },
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ))
+    });
+
+    tokio::pin!(shutdown);
+    let (data_dir, coordinator) = (config.data_dir.clone(), config.coordinator.clone());
+    let opening =
+        tokio::task::spawn_blocking(move || CoordinatorState::open(data_dir, coordinator));
+    let state = tokio::select! {
+        opened = opening => opened.map_err(|e| Error::Serve {
+            what: "the data directory".into(),
+            reason: e.to_string(),
+        })??,
+        () = &mut shutdown => {
+            tracing::info!("shutdown requested while verifying the data directory");
+            let _ = stopping_tx.send(true);
+            return Ok(());
+        }
+    };
+    let (handle, state_thread) = CoordinatorHandle::spawn(state)?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<CoordinatorServer<CoordinatorService>>()
+        .await;
+    health.set_service_status("", ServingStatus::Serving).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(arlas_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Serve {
+            what: "gRPC reflection".into(),
+            reason: e.to_string(),
+        })?;
+    let coordinator = CoordinatorServer::new(CoordinatorService::new(handle, stopping.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let auth = RequireToken::new(config.token.clone());
+    let _ = ready_tx.send(true);
+    tracing::info!(%grpc_addr, data = %config.data_dir.display(), "coordinator ready");
+
+    // Health answers without the token: kubelet gRPC probes cannot send metadata.
+    let (signalled_tx, signalled) = oneshot::channel::<()>();
+    let serve = Server::builder()
+        .add_service(health_service)
+        .add_service(InterceptedService::new(coordinator, auth.clone()))
+        .add_service(InterceptedService::new(reflection, auth))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), async {
+            shutdown.await;
+            let _ = ready_tx.send(false);
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            health
+                .set_not_serving::<CoordinatorServer<CoordinatorService>>()
+                .await;
+            let _ = stopping_tx.send(true);
+            let _ = signalled_tx.send(());
+        });
+    let mut serve = Box::pin(serve);
+    let grace = config.shutdown_grace;
+    let served = tokio::select! {
+        served = &mut serve => served,
+        () = async {
+            if signalled.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "in-flight rpcs outlived the shutdown grace; closing their connections");
+            Ok(())
+        }
+    };
+    drop(serve);
+    // The server dropped its services (and their handles): the state thread ends.
+    let _ = tokio::task::spawn_blocking(move || state_thread.join()).await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    served.map_err(|e| Error::Serve {
+        what: grpc_addr.to_string(),
+        reason: e.to_string(),
+    })?;
+    tracing::info!("coordinator stopped");
+    Ok(())
+}
