@@ -3,8 +3,9 @@
 
     python3 bench/table.py bench/results/2026-11-25T0200Z.jsonl [more.jsonl ...]
 
-Records are paired by (model, bench, shape); a later record of the same key replaces an
-earlier one (reruns). "other cores busy" is what bench/quiet.py measured during each run
+Records are paired by (model, bench, shape). Given several runs (files, or reruns appended to
+one file), each side shows its best tokens/s, and the range over the runs in brackets: on a
+shared machine the best run is the one least disturbed by other jobs. "other cores busy" is what bench/quiet.py measured during each run
 (0 = quiet machine); arlas's sampling tokens/s counts the tokens it generated, which is fewer
 than batch x new tokens x repeats when rows sampled an end-of-sequence id (shown in brackets). Goals (the issue's contract): sampling >= 2x torch at batch 32,
 training >= 1x torch.
@@ -28,6 +29,17 @@ def goal(bench: str, batch: int, ratio: float) -> str:
     if bench == "train":
         return ("met" if ratio >= 1.0 else "**not met**") + " (>= 1x)"
     return "-"
+
+
+def best(runs: list[dict]) -> dict | None:
+    return max(runs, key=lambda r: r["tokens_per_sec"]) if runs else None
+
+
+def spread(runs: list[dict]) -> str:
+    if len(runs) < 2:
+        return ""
+    values = sorted(r["tokens_per_sec"] for r in runs)
+    return f" [{values[0]:.0f}-{values[-1]:.0f}]" if values[-1] >= 100 else f" [{values[0]:.1f}-{values[-1]:.1f}]"
 
 
 def others(r: dict | None) -> str:
@@ -57,14 +69,15 @@ def main(paths: list[str]) -> None:
                 r = json.loads(line)
                 if r.get("bench") not in ("sample", "train") or "framework" not in r:
                     continue
-                pairs.setdefault(key(r), {})[r["framework"]] = r
+                pairs.setdefault(key(r), {}).setdefault(r["framework"], []).append(r)
     print("| model | bench | batch | shape | arlas tok/s | torch tok/s | arlas/torch | arlas MFU | torch MFU | other cores busy (arlas/torch) | goal |")
     print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---|")
     for k, sides in pairs.items():
-        a, t = sides.get("arlas"), sides.get("torch")
+        runs_a, runs_t = sides.get("arlas", []), sides.get("torch", [])
+        a, t = best(runs_a), best(runs_t)
         name, bench, batch, shape = k
-        a_tps = f'{a["tokens_per_sec"]:.1f}{early_stops(a)}' if a else "-"
-        t_tps = f'{t["tokens_per_sec"]:.1f}' if t else "-"
+        a_tps = f'{a["tokens_per_sec"]:.1f}{spread(runs_a)}{early_stops(a)}' if a else "-"
+        t_tps = f'{t["tokens_per_sec"]:.1f}{spread(runs_t)}' if t else "-"
         a_mfu = f'{100 * a["mfu"]:.2f}%' if a else "-"
         t_mfu = f'{100 * t["mfu"]:.2f}%' if t else "-"
         load = "/".join(others(s) for s in (a, t))
