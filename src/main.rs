@@ -37,6 +37,8 @@ enum Command {
     /// Measure speed: the game, sampling and training.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
+    /// Serve a distributed run's coordinator: leases, versions, population, checkpoints (gRPC).
+    Coordinator(Box<cli::coordinator::CoordinatorArgs>),
 }
 
 /// Candle 0.11 runs element-wise ops on a pool of threads that wait at a spinning barrier
@@ -67,5 +69,6 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => cli::train::train(*args),
         Command::Demo(args) => cli::train::demo(args),
         Command::Eval(args) => cli::eval::eval(args),
+        Command::Coordinator(args) => cli::coordinator::run(*args),
     }
 }

@@ -2,6 +2,7 @@
 //! no game or model logic lives here.
 
 pub mod bench;
+pub mod coordinator;
 pub mod eval;
 pub mod game;
 pub mod logging;
