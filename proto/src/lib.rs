@@ -7,8 +7,9 @@
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC server reflection;
 //! - [`codec`]: the prost codec every service uses (malformed bytes → INVALID_ARGUMENT);
 //! - [`limits`]: message and chunk size bounds, the same on both sides;
-//! - `trajectory` (feature `domain`): validated `TryFrom` conversions between the wire
-//!   trajectory and `arlas_actor::Trajectory`;
+//! - `trajectory` (feature `domain`, on by default; the workspace dependency turns it
+//!   off): validated `TryFrom` conversions between the wire trajectory and
+//!   `arlas_actor::Trajectory`;
 //! - [`Error`]: why wire data was rejected; converts into an INVALID_ARGUMENT `Status`.
 //!
 //! ```
