@@ -41,7 +41,7 @@ const PAYOFF_FILE: &str = "payoff.json";
 /// Whether a publish still needs its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublishCheck {
-    /// Upload the blob (or send no chunks if [`PublishCheck::Upload::have_blob`]).
+    /// Send the bytes; `have_blob`: the store already holds them, so chunks may be omitted.
     Upload { have_blob: bool },
     /// This exact version was already published: nothing to do (a retried publish).
     Done(Published),
