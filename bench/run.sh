@@ -17,6 +17,9 @@
 #   QUIET_WAIT=1 QUIET_IDLE=0.95 QUIET_TIMEOUT=900   (bench/quiet.py: before each benchmark,
 #                       wait until all cores are >= 95% idle for 5 s, at most 900 s)
 #   OMP_WAIT_POLICY=PASSIVE   (torch's OpenMP threads sleep at barriers: see below)
+#   ALSO_CANDLE_THREADS_1=1   also run arlas with CANDLE_NUM_THREADS=1 (candle's element-wise
+#                       pool spins at its barrier like OpenMP's ACTIVE policy; matmuls keep 2
+#                       threads), recorded as framework "arlas-candle1"
 #   NICE=-15            run each benchmark (both sides alike) at this nice level; negative values
 #                       need root and make other jobs on a shared machine yield the cores
 #
@@ -53,6 +56,7 @@ quiet_wait="${QUIET_WAIT:-1}"
 quiet_idle="${QUIET_IDLE:-0.95}"
 quiet_timeout="${QUIET_TIMEOUT:-900}"
 priority="${NICE:-}"
+candle1="${ALSO_CANDLE_THREADS_1:-0}"
 mkdir -p bench/results
 out="${OUT:-bench/results/$(date -u +%Y-%m-%dT%H%MZ).jsonl}"
 
@@ -124,10 +128,13 @@ prepare() {
         smollm2)
             local gguf=models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
             [[ -f "$gguf" ]] || "$arlas" model fetch smollm2 >&2
-            # arlas dequantizes the GGUF itself; torch needs an f32 Hugging Face directory,
-            # written here by transformers' own GGUF loader (arlas has no export command).
-            [[ -f models/smollm2-hf/config.json ]] ||
-                "$py" bench/torch_reference.py export-gguf --gguf "$gguf" --out models/smollm2-hf >&2 ;;
+            # arlas dequantizes the GGUF itself; torch needs an f32 Hugging Face directory:
+            # `arlas model export` writes it (transformers' own GGUF loader gives identical
+            # log-probs, and is the fallback for an arlas build without the command).
+            if [[ ! -f models/smollm2-hf/config.json ]]; then
+                "$arlas" model export --model smollm2 --out models/smollm2-hf >&2 ||
+                    "$py" bench/torch_reference.py export-gguf --gguf "$gguf" --out models/smollm2-hf >&2
+            fi ;;
     esac
 }
 
@@ -136,7 +143,7 @@ prepare() {
 import json, os, platform, subprocess, sys
 cpu = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if l.startswith("Model name")), platform.processor())
 mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
-print(json.dumps({"bench": "machine", "cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**20, 1), "kernel": platform.release(), "load_before": float(open("/proc/loadavg").read().split()[0]), "arlas": sys.argv[1], "commit": sys.argv[2], "arlas_dirty_files": int(sys.argv[3])}))
+print(json.dumps({"bench": "machine", "cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**20, 1), "kernel": platform.release(), "load_before": float(open("/proc/loadavg").read().split()[0]), "arlas": sys.argv[1], "arlas_sha256": __import__("hashlib").sha256(open(sys.argv[1], "rb").read()).hexdigest()[:16], "commit": sys.argv[2], "arlas_dirty_files": int(sys.argv[3])}))
 ' "$arlas" "$commit" "$dirty"
 } | tee -a "$out"
 
@@ -147,12 +154,18 @@ for model in $models; do
         for b in $batches; do
             shape=(--batch "$b" --prompt-len "$prompt_len" --new-tokens "$new_tokens" --repeats "$repeats")
             run arlas "$model" "$arlas" bench sample --model "$model" "${shape[@]}" --json
+            if [[ "$candle1" != 0 ]]; then
+                run arlas-candle1 "$model" env CANDLE_NUM_THREADS=1 "$arlas" bench sample --model "$model" "${shape[@]}" --json
+            fi
             run torch "$model" "$py" bench/torch_reference.py sample --model "$dir" --threads "$threads" "${shape[@]}"
         done
     fi
     if [[ "$which" == all || "$which" == train ]]; then
         shape=(--batch "$train_batch" --seq-len "$seq_len" --micro-batch "$micro_batch" --steps "$steps")
         run arlas "$model" "$arlas" bench train --model "$model" "${shape[@]}" --json
+        if [[ "$candle1" != 0 ]]; then
+            run arlas-candle1 "$model" env CANDLE_NUM_THREADS=1 "$arlas" bench train --model "$model" "${shape[@]}" --json
+        fi
         run torch "$model" "$py" bench/torch_reference.py train --model "$dir" --threads "$threads" "${shape[@]}"
     fi
 done

@@ -5,7 +5,8 @@
 
 Records are paired by (model, bench, shape). Given several runs (files, or reruns appended to
 one file), each side shows its best tokens/s, and the range over the runs in brackets: on a
-shared machine the best run is the one least disturbed by other jobs. "other cores busy" is what bench/quiet.py measured during each run
+shared machine the best run is the one least disturbed by other jobs. Records of
+framework "arlas-candle1" (arlas with CANDLE_NUM_THREADS=1) get two extra columns. "other cores busy" is what bench/quiet.py measured during each run
 (0 = quiet machine); arlas's sampling tokens/s counts the tokens it generated, which is fewer
 than batch x new tokens x repeats when rows sampled an end-of-sequence id (shown in brackets). Goals (the issue's contract): sampling >= 2x torch at batch 32,
 training >= 1x torch.
@@ -70,8 +71,11 @@ def main(paths: list[str]) -> None:
                 if r.get("bench") not in ("sample", "train") or "framework" not in r:
                     continue
                 pairs.setdefault(key(r), {}).setdefault(r["framework"], []).append(r)
-    print("| model | bench | batch | shape | arlas tok/s | torch tok/s | arlas/torch | arlas MFU | torch MFU | other cores busy (arlas/torch) | goal |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---|")
+    variant = any("arlas-candle1" in sides for sides in pairs.values())
+    extra_head = " arlas, CANDLE_NUM_THREADS=1 | its ratio |" if variant else ""
+    extra_rule = "---:|---:|" if variant else ""
+    print(f"| model | bench | batch | shape | arlas tok/s | torch tok/s | arlas/torch | arlas MFU | torch MFU | other cores busy (arlas/torch) | goal |{extra_head}")
+    print(f"|---|---|---:|---|---:|---:|---:|---:|---:|---|---|{extra_rule}")
     for k, sides in pairs.items():
         runs_a, runs_t = sides.get("arlas", []), sides.get("torch", [])
         a, t = best(runs_a), best(runs_t)
@@ -86,7 +90,14 @@ def main(paths: list[str]) -> None:
             r_txt, g_txt = f"{ratio:.2f}x", goal(bench, batch, ratio)
         else:
             r_txt, g_txt = "-", "-"
-        print(f"| {name} | {bench} | {batch} | {shape} | {a_tps} | {t_tps} | {r_txt} | {a_mfu} | {t_mfu} | {load} | {g_txt} |")
+        extra = ""
+        if variant:
+            runs_c = sides.get("arlas-candle1", [])
+            c = best(runs_c)
+            c_tps = f'{c["tokens_per_sec"]:.1f}{spread(runs_c)}' if c else "-"
+            c_ratio = f'{c["tokens_per_sec"] / t["tokens_per_sec"]:.2f}x' if c and t else "-"
+            extra = f" {c_tps} | {c_ratio} |"
+        print(f"| {name} | {bench} | {batch} | {shape} | {a_tps} | {t_tps} | {r_txt} | {a_mfu} | {t_mfu} | {load} | {g_txt} |{extra}")
 
 
 if __name__ == "__main__":
