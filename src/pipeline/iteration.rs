@@ -87,16 +87,14 @@ impl Pipeline {
                     &self.rollout(mix(seed, 2)),
                 )?
             };
-            self.progress
-                .phase(&format!("iteration {i}: attacker update"));
-            let report = attacker.update(&trajectories, mix(seed, 3))?;
-            self.log_update(i, &report)?;
-            episodes += trajectories.len();
-            sampled_tokens += trajectories
-                .iter()
-                .map(Trajectory::sampled_tokens)
-                .sum::<usize>();
-            attacker_phase = Some(rates(&trajectories));
+            attacker_phase = Some(self.learn(
+                i,
+                attacker,
+                &trajectories,
+                mix(seed, 3),
+                &mut episodes,
+                &mut sampled_tokens,
+            )?);
         }
 
         // The agent against opponents drawn from the population.
@@ -164,15 +162,14 @@ impl Pipeline {
             for t in &trajectories {
                 self.payoff.record(t.agent_version, &t.opponent, t.leaked());
             }
-            self.progress.phase(&format!("iteration {i}: agent update"));
-            let report = agent.update(&trajectories, mix(seed, 7))?;
-            self.log_update(i, &report)?;
-            episodes += trajectories.len();
-            sampled_tokens += trajectories
-                .iter()
-                .map(Trajectory::sampled_tokens)
-                .sum::<usize>();
-            agent_phase = Some(rates(&trajectories));
+            agent_phase = Some(self.learn(
+                i,
+                agent,
+                &trajectories,
+                mix(seed, 7),
+                &mut episodes,
+                &mut sampled_tokens,
+            )?);
         }
 
         // Commit: checkpoints, the new population member, payoffs, then the state.
@@ -251,6 +248,28 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+
+    /// One player's GRPO update from its phase's trajectories; counts and rates the phase.
+    fn learn(
+        &self,
+        i: u32,
+        learner: &mut Learner,
+        trajectories: &[Trajectory],
+        seed: u64,
+        episodes: &mut usize,
+        sampled_tokens: &mut usize,
+    ) -> anyhow::Result<arlas_actor::EvalRates> {
+        self.progress
+            .phase(&format!("iteration {i}: {} update", learner.player()));
+        let report = learner.update(trajectories, seed)?;
+        self.log_update(i, &report)?;
+        *episodes += trajectories.len();
+        *sampled_tokens += trajectories
+            .iter()
+            .map(Trajectory::sampled_tokens)
+            .sum::<usize>();
+        Ok(rates(trajectories))
     }
 
     fn log_update(&self, i: u32, report: &UpdateReport) -> anyhow::Result<()> {
