@@ -10,7 +10,9 @@
 //!   log-probs, the outcome, rewards and the policy versions that produced it;
 //! - [`demos`]: imitation data from scripted players for the warm-up;
 //! - [`eval`]: task and attack success rates against named opponents;
-//! - [`diversity`]: how varied a set of injections is.
+//! - [`diversity`]: how varied a set of injections is;
+//! - [`wire`]: the trajectory on the wire (`arlas_proto::v1::Trajectory`) and back — the one
+//!   place a received trajectory is validated (learners call `try_from` at the edge).
 //!
 //! ```no_run
 //! use arlas_actor::{AgentPlayer, Opponent, RolloutConfig, play};
@@ -31,6 +33,7 @@ mod error;
 pub mod eval;
 pub mod rollout;
 pub mod trajectory;
+pub mod wire;
 
 pub use conversation::Conversation;
 pub use diversity::{Diversity, diversity};

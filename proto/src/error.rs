@@ -14,8 +14,8 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    #[cfg_attr(not(feature = "domain"), allow(dead_code))]
-    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+    /// A field present with an unacceptable value, and why.
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Self::Invalid {
             field,
             reason: reason.into(),

@@ -7,9 +7,6 @@
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC server reflection;
 //! - [`codec`]: the prost codec every service uses (malformed bytes → INVALID_ARGUMENT);
 //! - [`limits`]: message and chunk size bounds, the same on both sides;
-//! - `trajectory` (feature `domain`, on by default; the workspace dependency turns it
-//!   off): validated `TryFrom` conversions between the wire trajectory and
-//!   `arlas_actor::Trajectory`;
 //! - [`Error`]: why wire data was rejected; converts into an INVALID_ARGUMENT `Status`.
 //!
 //! ```
@@ -22,8 +19,6 @@
 pub mod codec;
 mod error;
 pub mod limits;
-#[cfg(feature = "domain")]
-mod trajectory;
 
 pub use error::{Error, Result};
 

@@ -1,12 +1,11 @@
-//! Conversions between the wire [`v1::Trajectory`] and [`arlas_actor::Trajectory`]: the one
+//! Conversions between the wire [`v1::Trajectory`] and [`Trajectory`]: the one
 //! place where a received trajectory is validated (learners call `try_from` at the edge and
 //! trust the result inside).
 
-use arlas_actor::{Segment, Trajectory};
 use arlas_game::{EpisodeSpec, Outcome, Rewards, Split, Suite};
+use arlas_proto::{Error, Result, v1};
 
-use crate::error::{Error, Result};
-use crate::v1;
+use crate::{Segment, Trajectory};
 
 /// Largest log-prob accepted: log-probs are ≤ 0; this leaves room for rounding only.
 const MAX_LOGPROB: f32 = 1e-4;
