@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 /// Errors of the actor.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -7,6 +9,36 @@ pub enum Error {
     Policy(#[from] arlas_policy::Error),
     #[error("episode job names opponent {index} but only {count} opponents were given")]
     UnknownOpponent { index: usize, count: usize },
+
+    // --- the distributed actor (see `node`) ---
+    /// The coordinator client or a checkpoint archive failed.
+    #[error(transparent)]
+    Coordinator(#[from] arlas_coordinator::Error),
+    #[error(transparent)]
+    Runtime(#[from] arlas_runtime::Error),
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "cached checkpoint {id} at {path} hashes to {found}; it was removed and will be fetched again"
+    )]
+    CacheCorrupted {
+        id: String,
+        path: PathBuf,
+        found: String,
+    },
+    #[error("round plan names {what} {name:?}, which is not loaded")]
+    NotLoaded { what: &'static str, name: String },
+    #[error("{what} stopped unexpectedly: {reason}")]
+    Task { what: String, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
+}

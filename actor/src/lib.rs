@@ -11,6 +11,8 @@
 //! - [`demos`]: imitation data from scripted players for the warm-up;
 //! - [`eval`]: task and attack success rates against named opponents;
 //! - [`diversity`]: how varied a set of injections is;
+//! - [`node`]: the distributed actor of `arlas actor` (checkpoint cache, rounds, sending
+//!   to learners with credits);
 //! - [`wire`]: the trajectory on the wire (`arlas_proto::v1::Trajectory`) and back — the one
 //!   place a received trajectory is validated (learners call `try_from` at the edge).
 //!
@@ -31,6 +33,7 @@ pub mod demos;
 pub mod diversity;
 mod error;
 pub mod eval;
+pub mod node;
 pub mod rollout;
 pub mod trajectory;
 pub mod wire;

@@ -15,6 +15,19 @@ use crate::error::{Error, Result};
 pub const BUILD_INFO: &str = "arlas_build_info";
 pub const POLICY_VERSION: &str = "arlas_policy_version";
 pub const POPULATION_SIZE: &str = "arlas_population_size";
+// Actors.
+pub const EPISODES_TOTAL: &str = "arlas_episodes_total";
+pub const TOKENS_SAMPLED_TOTAL: &str = "arlas_tokens_sampled_total";
+pub const EPISODE_REWARD: &str = "arlas_episode_reward";
+pub const TASK_SUCCESS_RATE: &str = "arlas_task_success_rate";
+pub const ATTACK_SUCCESS_RATE: &str = "arlas_attack_success_rate";
+pub const ACTOR_ROUNDS_TOTAL: &str = "arlas_actor_rounds_total";
+pub const ACTOR_PENDING_TRAJECTORIES: &str = "arlas_actor_pending_trajectories";
+pub const ACTOR_UNACKED_TRAJECTORIES: &str = "arlas_actor_unacked_trajectories";
+pub const ACTOR_TRAJECTORIES_SENT_TOTAL: &str = "arlas_actor_trajectories_sent_total";
+pub const ACTOR_TRAJECTORIES_ACKED_TOTAL: &str = "arlas_actor_trajectories_acked_total";
+pub const ACTOR_TRAJECTORIES_DROPPED_TOTAL: &str = "arlas_actor_trajectories_dropped_total";
+pub const CHECKPOINT_CACHE_TOTAL: &str = "arlas_checkpoint_cache_total";
 pub const CONNECTED_ACTORS: &str = "arlas_connected_actors";
 pub const CONNECTED_LEARNERS: &str = "arlas_connected_learners";
 pub const CHECKPOINT_BYTES_TOTAL: &str = "arlas_checkpoint_bytes_total";
@@ -62,6 +75,7 @@ fn describe_all() {
         BUILD_INFO,
         "1, labelled with the build's version and the process role"
     );
+    describe_actor();
     describe_gauge!(
         POLICY_VERSION,
         "policy version currently served, trained or played, per player"
@@ -96,4 +110,46 @@ fn describe_all() {
         "trajectories dropped, by reason (stale, invalid, overflow)"
     );
     describe_gauge!(LEARNER_QUEUE_DEPTH, "trajectories waiting to be trained");
+}
+
+fn describe_actor() {
+    describe_counter!(EPISODES_TOTAL, "episodes finished, by role");
+    describe_counter!(TOKENS_SAMPLED_TOTAL, "tokens sampled by actors, per player");
+    describe_gauge!(
+        EPISODE_REWARD,
+        "rolling mean reward of recent episodes, per player"
+    );
+    describe_gauge!(
+        TASK_SUCCESS_RATE,
+        "rolling task success rate of recent episodes"
+    );
+    describe_gauge!(
+        ATTACK_SUCCESS_RATE,
+        "rolling attack success rate of recent episodes"
+    );
+    describe_counter!(ACTOR_ROUNDS_TOTAL, "rounds (both phases) an actor finished");
+    describe_gauge!(
+        ACTOR_PENDING_TRAJECTORIES,
+        "trajectories waiting in the actor's buffer to be sent, per player"
+    );
+    describe_gauge!(
+        ACTOR_UNACKED_TRAJECTORIES,
+        "trajectories sent and not yet acknowledged, per player"
+    );
+    describe_counter!(
+        ACTOR_TRAJECTORIES_SENT_TOTAL,
+        "trajectories sent to learners (resends included), per player"
+    );
+    describe_counter!(
+        ACTOR_TRAJECTORIES_ACKED_TOTAL,
+        "acknowledgements received, per player and status (accepted, duplicate, stale, invalid, overflow)"
+    );
+    describe_counter!(
+        ACTOR_TRAJECTORIES_DROPPED_TOTAL,
+        "trajectories an actor dropped unsent because its buffer was full, per player"
+    );
+    describe_counter!(
+        CHECKPOINT_CACHE_TOTAL,
+        "checkpoint lookups of an actor, by result (hit, blob, fetched)"
+    );
 }

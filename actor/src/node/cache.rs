@@ -1,0 +1,269 @@
+//! The actor's checkpoint cache, addressed by sha256:
+//!
+//! ```text
+//! CACHE/blobs/<sha256>              the blob as fetched (verified by fetch_to_file)
+//! CACHE/blobs/<sha256>.partial      an interrupted download (fetch_to_file resumes it)
+//! CACHE/checkpoints/<sha256>/       the unpacked checkpoint directory
+//! CACHE/checkpoints/.unpack-<sha256>  an unpack in progress (removed at open)
+//! ```
+//!
+//! A checkpoint directory appears only by renaming a fully unpacked temporary directory,
+//! so an unpack cut by a crash (kill -9) is never mistaken for a complete one: the next
+//! use unpacks again. A blob already on disk is hashed again before it is unpacked; one
+//! that fails is deleted and fetched again.
+
+use std::path::{Path, PathBuf};
+
+use arlas_coordinator::content::hash_file;
+use arlas_coordinator::service::archive;
+use arlas_coordinator::service::{BlobId, BlobRef, CoordinatorClient};
+
+use crate::error::{Error, Result, io};
+
+const UNPACKING_PREFIX: &str = ".unpack-";
+
+/// Where a checkpoint directory came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheSource {
+    /// Already unpacked: nothing was read or fetched.
+    Hit,
+    /// The blob was on disk (verified again), and was unpacked now.
+    Blob,
+    /// The blob was downloaded from the coordinator, then unpacked.
+    Fetched,
+}
+
+impl CacheSource {
+    /// The metric label: `hit`, `blob`, `fetched`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Blob => "blob",
+            Self::Fetched => "fetched",
+        }
+    }
+}
+
+/// A checkpoint cache directory (see the module docs for its layout).
+#[derive(Debug, Clone)]
+pub struct CheckpointCache {
+    root: PathBuf,
+}
+
+impl CheckpointCache {
+    /// Opens (creating) the cache at `root` and removes unpacks a crash left behind.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let cache = Self { root: root.into() };
+        for dir in [cache.blobs_dir(), cache.checkpoints_dir()] {
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        }
+        let checkpoints = cache.checkpoints_dir();
+        for entry in std::fs::read_dir(&checkpoints).map_err(io(&checkpoints))? {
+            let path = entry.map_err(io(&checkpoints))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with(UNPACKING_PREFIX) {
+                tracing::info!(path = %path.display(), "removing an unpack a crash left behind");
+                std::fs::remove_dir_all(&path).map_err(io(&path))?;
+            }
+        }
+        Ok(cache)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
+    fn checkpoints_dir(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+
+    /// Where the blob `id` lives once fetched.
+    pub fn blob_path(&self, id: &BlobId) -> PathBuf {
+        self.blobs_dir().join(id.as_str())
+    }
+
+    /// Where the checkpoint of blob `id` lives once unpacked.
+    pub fn checkpoint_dir(&self, id: &BlobId) -> PathBuf {
+        self.checkpoints_dir().join(id.as_str())
+    }
+
+    /// The unpacked checkpoint of `blob`, if it is there.
+    pub fn unpacked(&self, blob: &BlobRef) -> Option<PathBuf> {
+        let dir = self.checkpoint_dir(&blob.id);
+        dir.is_dir().then_some(dir)
+    }
+
+    /// Without the network: the checkpoint directory of `blob` if it is unpacked, or if its
+    /// blob is on disk and still hashes to its id (then it is unpacked now). `Ok(None)`:
+    /// fetch it. A blob on disk that fails its hash is deleted. Blocking (hashes files).
+    pub fn from_disk(&self, blob: &BlobRef) -> Result<Option<(PathBuf, CacheSource)>> {
+        if let Some(dir) = self.unpacked(blob) {
+            return Ok(Some((dir, CacheSource::Hit)));
+        }
+        let path = self.blob_path(&blob.id);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let found = hash_file(&path)?;
+        if found != blob.id.as_str() {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+            tracing::warn!(
+                "{}",
+                Error::CacheCorrupted {
+                    id: blob.id.to_string(),
+                    path,
+                    found,
+                }
+            );
+            return Ok(None);
+        }
+        Ok(Some((self.unpack(blob)?, CacheSource::Blob)))
+    }
+
+    /// Unpacks the (verified) blob of `blob` into a temporary directory, then renames it to
+    /// its checkpoint directory. Blocking.
+    pub fn unpack(&self, blob: &BlobRef) -> Result<PathBuf> {
+        let dest = self.checkpoint_dir(&blob.id);
+        let temp = self
+            .checkpoints_dir()
+            .join(format!("{UNPACKING_PREFIX}{}", blob.id));
+        if temp.exists() {
+            std::fs::remove_dir_all(&temp).map_err(io(&temp))?;
+        }
+        archive::unpack(&self.blob_path(&blob.id), &temp)?;
+        sync_dir(&temp)?;
+        std::fs::rename(&temp, &dest).map_err(io(&dest))?;
+        sync_dir(&self.checkpoints_dir())?;
+        Ok(dest)
+    }
+
+    /// The checkpoint directory of `blob`: from disk when it is there, else fetched from
+    /// the coordinator (resuming a partial download) and unpacked.
+    pub async fn ensure(
+        &self,
+        client: &mut CoordinatorClient,
+        blob: &BlobRef,
+    ) -> Result<(PathBuf, CacheSource)> {
+        let (cache, wanted) = (self.clone(), blob.clone());
+        if let Some(found) = blocking("reading the checkpoint cache", move || {
+            cache.from_disk(&wanted)
+        })
+        .await?
+        {
+            return Ok(found);
+        }
+        let report = client
+            .fetch_to_file(blob, &self.blob_path(&blob.id))
+            .await?;
+        tracing::info!(blob = %blob.id, bytes = blob.size, resumed_from = report.resumed_from, "checkpoint fetched");
+        let (cache, wanted) = (self.clone(), blob.clone());
+        let dir = blocking("unpacking a checkpoint", move || cache.unpack(&wanted)).await?;
+        Ok((dir, CacheSource::Fetched))
+    }
+}
+
+/// fsync of a directory, so a rename inside it survives a power cut.
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io(dir))
+}
+
+/// Runs `f` on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Task {
+            what: what.to_string(),
+            reason: e.to_string(),
+        })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(root: &Path) -> (PathBuf, Vec<u8>) {
+        let dir = root.join("src");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("config.json"), b"{\"a\":1}").unwrap();
+        std::fs::write(dir.join("sub/weights.bin"), vec![7u8; 5000]).unwrap();
+        (dir, vec![7u8; 5000])
+    }
+
+    /// Packs a checkpoint straight into the cache's blob store (as a fetch would leave it).
+    fn cached_blob(cache: &CheckpointCache, src: &Path) -> BlobRef {
+        let tmp = cache.root().join("packing");
+        let blob = archive::pack_to_file(src, &tmp).unwrap();
+        std::fs::rename(&tmp, cache.blob_path(&blob.id)).unwrap();
+        blob
+    }
+
+    #[test]
+    fn a_verified_blob_is_unpacked_once_then_hit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, weights) = checkpoint(tmp.path());
+        let cache = CheckpointCache::open(tmp.path().join("cache")).unwrap();
+        let blob = cached_blob(&cache, &src);
+        let (dir, source) = cache.from_disk(&blob).unwrap().unwrap();
+        assert_eq!(source, CacheSource::Blob);
+        assert_eq!(dir, cache.checkpoint_dir(&blob.id));
+        assert_eq!(std::fs::read(dir.join("sub/weights.bin")).unwrap(), weights);
+        let (again, source) = cache.from_disk(&blob).unwrap().unwrap();
+        assert_eq!((again, source), (dir, CacheSource::Hit));
+    }
+
+    #[test]
+    fn an_unpack_cut_midway_is_redone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, weights) = checkpoint(tmp.path());
+        let root = tmp.path().join("cache");
+        let cache = CheckpointCache::open(&root).unwrap();
+        let blob = cached_blob(&cache, &src);
+        // A crash in the middle of an unpack: a temporary directory with part of a file.
+        let cut = root
+            .join("checkpoints")
+            .join(format!("{UNPACKING_PREFIX}{}", blob.id));
+        std::fs::create_dir_all(cut.join("sub")).unwrap();
+        std::fs::write(cut.join("sub/weights.bin"), &weights[..100]).unwrap();
+        assert!(
+            cache.unpacked(&blob).is_none(),
+            "a cut unpack is not a checkpoint"
+        );
+        assert_eq!(
+            cache.from_disk(&blob).unwrap().unwrap().1,
+            CacheSource::Blob
+        );
+        // The same after a restart: open removes the leftover, the next use unpacks again.
+        std::fs::remove_dir_all(cache.checkpoint_dir(&blob.id)).unwrap();
+        std::fs::create_dir_all(&cut).unwrap();
+        let cache = CheckpointCache::open(&root).unwrap();
+        assert!(!cut.exists());
+        let (dir, source) = cache.from_disk(&blob).unwrap().unwrap();
+        assert_eq!(source, CacheSource::Blob);
+        assert_eq!(std::fs::read(dir.join("sub/weights.bin")).unwrap(), weights);
+    }
+
+    #[test]
+    fn a_corrupted_blob_is_deleted_and_fetched_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, _) = checkpoint(tmp.path());
+        let cache = CheckpointCache::open(tmp.path().join("cache")).unwrap();
+        let blob = cached_blob(&cache, &src);
+        let path = cache.blob_path(&blob.id);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(cache.from_disk(&blob).unwrap().is_none(), "fetch it again");
+        assert!(!path.exists());
+        assert!(cache.unpacked(&blob).is_none());
+    }
+}

@@ -1,0 +1,426 @@
+//! The actor loop: wait for both players' first versions, load what the run state names
+//! (through the checkpoint cache), plan a round, play it off the async runtime, hand the
+//! trajectories to the players' links, report the agent phase's results, and start again
+//! — swapping in new versions between rounds, without a restart.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use arlas_coordinator::service::{BlobRef, CoordinatorClient, LeaseId, Member, Player, RunView};
+use arlas_policy::{Device, LoadOptions, ModelSpec, Policy};
+use arlas_proto::v1;
+use arlas_runtime::auth::Token;
+use arlas_runtime::http::{MetricsEndpoint, serve as serve_metrics};
+use arlas_runtime::metrics as names;
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::cache::{CacheSource, CheckpointCache, blocking};
+use super::link::{self, Link, LinkConfig, LinkStatus};
+use super::planner::{RoundPlanner, RoundShape};
+use super::policies::{Loaded, Policies};
+use super::round::{RoundOutput, match_results, play_round};
+use super::session::{Announced, RunStates, follow_run, keep_lease};
+use super::stats::{Rolling, record_episodes};
+use crate::error::{Error, Result};
+use crate::rollout::RolloutConfig;
+
+/// Everything an actor node needs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The coordinator's gRPC URL, e.g. `http://10.0.0.2:50051`.
+    pub coordinator: String,
+    /// The shared token, sent to the coordinator and the learners.
+    pub token: Option<Token>,
+    /// The name the actor registers with (logs, metrics).
+    pub name: String,
+    /// The checkpoint cache directory.
+    pub cache_dir: PathBuf,
+    /// Where LoRA checkpoints find their base models.
+    pub models_dir: PathBuf,
+    pub device: Device,
+    pub shape: RoundShape,
+    /// How episodes are played (its `seed` is replaced per phase by the planner's).
+    pub rollout: RolloutConfig,
+    /// The user's seed; mixed with a random number drawn at start.
+    pub seed: u64,
+    /// Lock-step: after each round, wait for both players' versions to change.
+    pub sync: bool,
+    /// Unsent trajectories kept per player before the oldest is dropped.
+    pub max_pending: usize,
+    /// Stop after this many episodes were played, sent and acknowledged.
+    pub episodes: Option<u64>,
+}
+
+/// What a node did, when it stops.
+#[derive(Debug, Clone, Default)]
+pub struct NodeReport {
+    pub rounds: u64,
+    pub episodes: u64,
+    /// Final link status per player (`agent`, `attacker`).
+    pub links: BTreeMap<&'static str, LinkStatus>,
+    /// Checkpoint lookups by result (`hit`, `blob`, `fetched`).
+    pub cache: BTreeMap<&'static str, u64>,
+    /// Blobs downloaded from the coordinator, in order.
+    pub fetched: Vec<String>,
+    /// (agent version, attacker version) of each round played.
+    pub versions: Vec<(u64, u64)>,
+}
+
+/// Runs the actor until `shutdown` completes (or `episodes` are done), then deregisters.
+/// `metrics` serves `/metrics` and `/healthz` (503 until the first round starts).
+pub async fn run(
+    config: NodeConfig,
+    metrics: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<NodeReport> {
+    let handle = arlas_runtime::metrics::install("actor")?;
+    let (ready_tx, ready) = watch::channel(false);
+    let (stop_tx, stop) = watch::channel(false);
+    let metrics_task = metrics.map(|listener| {
+        let mut stop = stop.clone();
+        tokio::spawn(serve_metrics(
+            listener,
+            MetricsEndpoint { handle, ready },
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ))
+    });
+
+    let cache_dir = config.cache_dir.clone();
+    let cache = blocking("opening the checkpoint cache", move || {
+        CheckpointCache::open(cache_dir)
+    })
+    .await?;
+    let channel = arlas_runtime::client::connect_lazy(&config.coordinator)?;
+    let client = CoordinatorClient::new(channel, config.token.as_ref());
+    let (states, views, learners) = RunStates::new();
+    let (lease_tx, lease) = watch::channel(None::<LeaseId>);
+    let lease_task = tokio::spawn(keep_lease(
+        client.clone(),
+        config.name.clone(),
+        lease_tx,
+        states.clone(),
+    ));
+    let watch_task = tokio::spawn(follow_run(client.clone(), states));
+    let links: Vec<Link> = Player::ALL
+        .into_iter()
+        .map(|player| {
+            link::spawn(
+                LinkConfig {
+                    player,
+                    max_pending: config.max_pending,
+                    token: config.token.clone(),
+                },
+                learners.clone(),
+                lease.clone(),
+            )
+        })
+        .collect();
+
+    let mut node = Node {
+        planner: RoundPlanner::new(config.shape, config.seed, rand::rng().random()),
+        config,
+        client: client.clone(),
+        cache,
+        policies: Some(Policies::default()),
+        views,
+        lease: lease.clone(),
+        links,
+        rolling: Rolling::default(),
+        report: NodeReport::default(),
+        ready: ready_tx,
+    };
+    let outcome = tokio::select! {
+        r = node.run_rounds() => r,
+        () = shutdown => {
+            tracing::info!("shutdown requested; abandoning the current step");
+            Ok(())
+        }
+    };
+    let _ = node.ready.send(false);
+
+    let held = lease.borrow().clone();
+    if let Some(id) = held {
+        let mut client = client;
+        match tokio::time::timeout(Duration::from_secs(5), client.deregister(&id)).await {
+            Ok(Ok(())) => tracing::info!(lease = %id, "deregistered"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "deregister failed (the lease expires by itself)")
+            }
+            Err(_) => tracing::warn!("deregister timed out (the lease expires by itself)"),
+        }
+    }
+    lease_task.abort();
+    watch_task.abort();
+    for l in &node.links {
+        node.report
+            .links
+            .insert(l.player.name(), l.status.borrow().clone());
+        l.abort();
+    }
+    let _ = stop_tx.send(true);
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    outcome.map(|()| node.report)
+}
+
+struct Node {
+    config: NodeConfig,
+    client: CoordinatorClient,
+    cache: CheckpointCache,
+    /// `None` only while a round is being played on the blocking pool.
+    policies: Option<Policies>,
+    views: watch::Receiver<Option<Announced>>,
+    lease: watch::Receiver<Option<LeaseId>>,
+    links: Vec<Link>,
+    planner: RoundPlanner,
+    rolling: Rolling,
+    report: NodeReport,
+    ready: watch::Sender<bool>,
+}
+
+impl Node {
+    fn link(&self, player: Player) -> &Link {
+        // `run` creates one link per player.
+        &self.links[usize::from(player == Player::Attacker)]
+    }
+
+    fn policies(&mut self) -> Result<&mut Policies> {
+        self.policies.as_mut().ok_or_else(|| Error::Task {
+            what: "the round".into(),
+            reason: "it lost the policies".into(),
+        })
+    }
+
+    async fn run_rounds(&mut self) -> Result<()> {
+        let mut backoff = arlas_runtime::backoff::Backoff::default();
+        loop {
+            let (announced, lease) = self.wait_for_run().await?;
+            let played = match self.round(&announced, &lease).await {
+                Ok(played) => {
+                    backoff.reset();
+                    played
+                }
+                Err(e @ Error::Coordinator(_)) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, ?delay, "round not started; retrying");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(n) = self.config.episodes
+                && self.report.episodes >= n
+            {
+                tracing::info!(
+                    episodes = self.report.episodes,
+                    "episode target reached; waiting for the acknowledgements"
+                );
+                self.wait_links_idle().await;
+                return Ok(());
+            }
+            if self.config.sync {
+                self.wait_versions_after(played).await?;
+            }
+        }
+    }
+
+    /// Waits for a lease and a run state in which both players have a version.
+    async fn wait_for_run(&mut self) -> Result<(Announced, LeaseId)> {
+        let mut logged = false;
+        loop {
+            let current = self.views.borrow_and_update().clone();
+            let lease = self.lease.borrow().clone();
+            if let (Some(a), Some(lease)) = (current, lease)
+                && a.view.agent.version >= 1
+                && a.view.attacker.version >= 1
+            {
+                return Ok((a, lease));
+            }
+            if !logged {
+                tracing::info!("waiting for a lease and for both players' first versions");
+                logged = true;
+            }
+            tokio::select! {
+                changed = self.views.changed() => changed.map_err(|_| gone("the run-state watch"))?,
+                changed = self.lease.changed() => changed.map_err(|_| gone("the lease keeper"))?,
+            }
+        }
+    }
+
+    /// Loads, plans, plays and sends one round; returns the versions that played it.
+    async fn round(&mut self, announced: &Announced, lease: &LeaseId) -> Result<(u64, u64)> {
+        for player in Player::ALL {
+            self.load_current(announced, player).await?;
+        }
+        let agent_version = self.policies()?.version(Player::Agent);
+        let attacker_version = self.policies()?.version(Player::Attacker);
+        let count = u32::try_from(self.config.shape.tasks).unwrap_or(u32::MAX);
+        let assigned = self
+            .client
+            .assign_opponents(lease, agent_version, count.clamp(1, 1024))
+            .await?;
+        self.load_members(&assigned).await?;
+        let plan = self.planner.plan(&assigned);
+        let _ = self.ready.send(true);
+
+        let policies = self.policies.take().ok_or_else(|| gone("the policies"))?;
+        let rollout = self.config.rollout.clone();
+        let played_plan = plan.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let out = play_round(&policies, &played_plan, &rollout);
+            (policies, out)
+        })
+        .await
+        .map_err(|e| Error::Task {
+            what: "the round".into(),
+            reason: e.to_string(),
+        })?;
+        self.policies = Some(joined.0);
+        let out: RoundOutput = joined.1?;
+
+        record_episodes(&mut self.rolling, &out.attacker_phase);
+        record_episodes(&mut self.rolling, &out.agent_phase);
+        for t in &out.attacker_phase {
+            self.link(Player::Attacker).send(v1::Trajectory::from(t));
+        }
+        for t in &out.agent_phase {
+            self.link(Player::Agent).send(v1::Trajectory::from(t));
+        }
+        let results = match_results(&out.agent_phase);
+        if !results.is_empty()
+            && let Err(e) = self.client.report_results(lease, &results).await
+        {
+            tracing::warn!(error = %e, "cannot report results; the payoff matrix misses this round");
+        }
+        let episodes = (out.attacker_phase.len() + out.agent_phase.len()) as u64;
+        self.report.rounds += 1;
+        self.report.episodes += episodes;
+        self.report.versions.push((agent_version, attacker_version));
+        metrics::counter!(names::ACTOR_ROUNDS_TOTAL).increment(1);
+        tracing::info!(
+            round = plan.round,
+            episodes,
+            agent_version,
+            attacker_version,
+            opponents = ?plan.agent_phase.opponents,
+            "round played"
+        );
+        Ok((agent_version, attacker_version))
+    }
+
+    /// Loads `player`'s announced version unless it is already loaded.
+    async fn load_current(&mut self, announced: &Announced, player: Player) -> Result<()> {
+        let version = announced.view.version(player);
+        let Some(blob) = self.policies()?.stale(version).cloned() else {
+            return Ok(());
+        };
+        let policy = self.load(&blob).await?;
+        self.policies()?.install(
+            player,
+            Loaded {
+                version: version.version,
+                checkpoint: blob,
+                policy,
+            },
+        );
+        let seconds = announced.seen(player).elapsed().as_secs_f64();
+        metrics::histogram!(names::CHECKPOINT_BROADCAST_SECONDS).record(seconds);
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!(names::POLICY_VERSION, "player" => player.name())
+            .set(version.version as f64);
+        tracing::info!(
+            player = player.name(),
+            version = version.version,
+            seconds,
+            "policy version loaded"
+        );
+        Ok(())
+    }
+
+    /// Loads the assigned members not loaded yet and drops the others.
+    async fn load_members(&mut self, assigned: &[Member]) -> Result<()> {
+        let missing: Vec<Member> = self
+            .policies()?
+            .missing_members(assigned)
+            .into_iter()
+            .cloned()
+            .collect();
+        let evicted = self.policies()?.retain_members(assigned);
+        if !evicted.is_empty() {
+            tracing::debug!(?evicted, "population members no longer assigned; unloaded");
+        }
+        for m in missing {
+            let policy = self.load(&m.checkpoint).await?;
+            self.policies()?.insert_member(
+                m.id.clone(),
+                Loaded {
+                    version: m.attacker_version,
+                    checkpoint: m.checkpoint.clone(),
+                    policy,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// A policy from a checkpoint blob, through the cache.
+    async fn load(&mut self, blob: &BlobRef) -> Result<Policy> {
+        let (dir, source) = self.cache.ensure(&mut self.client, blob).await?;
+        *self.report.cache.entry(source.name()).or_default() += 1;
+        if source == CacheSource::Fetched {
+            self.report.fetched.push(blob.id.to_string());
+        }
+        metrics::counter!(names::CHECKPOINT_CACHE_TOTAL, "result" => source.name()).increment(1);
+        let options = LoadOptions {
+            models_dir: self.config.models_dir.clone(),
+            ..LoadOptions::default()
+        };
+        let device = self.config.device.clone();
+        blocking("loading a policy", move || {
+            Ok(Policy::load(&ModelSpec::Path(dir), &device, &options)?)
+        })
+        .await
+    }
+
+    async fn wait_links_idle(&mut self) {
+        for i in 0..self.links.len() {
+            let mut status = self.links[i].status.clone();
+            // A closed status channel means the link is gone: nothing more will be acked.
+            let _ = status.wait_for(LinkStatus::idle).await;
+        }
+    }
+
+    /// `--sync`: waits until both players moved past the versions that played.
+    async fn wait_versions_after(&mut self, (agent, attacker): (u64, u64)) -> Result<()> {
+        tracing::info!(
+            agent,
+            attacker,
+            "sync: waiting for both learners' next versions"
+        );
+        let moved = |a: &Option<Announced>| {
+            a.as_ref().is_some_and(|a| {
+                let v: &RunView = &a.view;
+                v.agent.version > agent && v.attacker.version > attacker
+            })
+        };
+        self.views
+            .wait_for(moved)
+            .await
+            .map_err(|_| gone("the run-state watch"))?;
+        Ok(())
+    }
+}
+
+fn gone(what: &str) -> Error {
+    Error::Task {
+        what: what.to_string(),
+        reason: "it ended".into(),
+    }
+}
