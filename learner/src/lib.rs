@@ -8,12 +8,17 @@
 //! - [`learner`]: the [`Learner`] of one player — imitation warm-up (SFT), GRPO updates in
 //!   mini-batches against a frozen reference model, versions and checkpoints.
 //!
+//! - [`service`]: the distributed learner role — the `arlas.v1.Learner` gRPC service with
+//!   a persisted, de-duplicated, credit-controlled intake, a training thread, checkpoints
+//!   and publishing to the coordinator (`arlas learner`).
+//!
 //! Both players are first-class: an ARLAS run has two learners, one per [`Player`].
 
 pub mod advantage;
 mod error;
 pub mod groups;
 pub mod learner;
+pub mod service;
 
 pub use advantage::group_advantages;
 pub use error::{Error, Result};

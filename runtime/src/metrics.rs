@@ -37,6 +37,17 @@ pub const TRAJECTORIES_RECEIVED_TOTAL: &str = "arlas_trajectories_received_total
 pub const TRAJECTORIES_ACKNOWLEDGED_TOTAL: &str = "arlas_trajectories_acknowledged_total";
 pub const TRAJECTORIES_DROPPED_TOTAL: &str = "arlas_trajectories_dropped_total";
 pub const LEARNER_QUEUE_DEPTH: &str = "arlas_learner_queue_depth";
+pub const LOSS: &str = "arlas_loss";
+pub const KL: &str = "arlas_kl";
+pub const ENTROPY: &str = "arlas_entropy";
+pub const GRAD_NORM: &str = "arlas_grad_norm";
+pub const CLIP_FRACTION: &str = "arlas_clip_fraction";
+pub const LOGPROB_MISMATCH: &str = "arlas_logprob_mismatch";
+pub const UPDATES_TOTAL: &str = "arlas_updates_total";
+pub const UPDATES_SKIPPED_TOTAL: &str = "arlas_updates_skipped_total";
+pub const LEARNER_LAST_UPDATE_TIMESTAMP_SECONDS: &str =
+    "arlas_learner_last_update_timestamp_seconds";
+pub const LEARNER_BUSY_MILLISECONDS_TOTAL: &str = "arlas_learner_busy_milliseconds_total";
 
 /// Buckets of latency histograms, in seconds.
 const SECONDS_BUCKETS: [f64; 12] = [
@@ -110,6 +121,33 @@ fn describe_all() {
         "trajectories dropped, by reason (stale, invalid, overflow)"
     );
     describe_gauge!(LEARNER_QUEUE_DEPTH, "trajectories waiting to be trained");
+    describe_gauge!(LOSS, "last update's loss, per player");
+    describe_gauge!(KL, "last update's KL to the reference, per player");
+    describe_gauge!(ENTROPY, "last update's mean token entropy, per player");
+    describe_gauge!(GRAD_NORM, "last update's gradient norm, per player");
+    describe_gauge!(
+        CLIP_FRACTION,
+        "last update's clipped-token fraction, per player"
+    );
+    describe_gauge!(
+        LOGPROB_MISMATCH,
+        "mean sampler-vs-learner log-prob gap of the last update, per player"
+    );
+    describe_counter!(UPDATES_TOTAL, "optimizer steps taken, per player");
+    describe_counter!(
+        UPDATES_SKIPPED_TOTAL,
+        "optimizer steps skipped for a non-finite loss, per player"
+    );
+    describe_gauge!(
+        LEARNER_LAST_UPDATE_TIMESTAMP_SECONDS,
+        Unit::Seconds,
+        "unix time of the last update, per player"
+    );
+    describe_counter!(
+        LEARNER_BUSY_MILLISECONDS_TOTAL,
+        Unit::Milliseconds,
+        "milliseconds the learner spent training and saving checkpoints, per player (rate / 1000 is the busy fraction)"
+    );
 }
 
 fn describe_actor() {

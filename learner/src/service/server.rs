@@ -1,0 +1,241 @@
+//! The learner process: `run(listeners, config, shutdown)` opens the data directory
+//! (resuming if it holds a state), starts the intake owner, the training thread and the
+//! coordinator link, and serves `arlas.v1.Learner`, gRPC health and reflection plus
+//! `/metrics` + `/healthz` until `shutdown` completes or a thread fails.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use arlas_proto::limits::MAX_MESSAGE_BYTES;
+use arlas_proto::v1::learner_server::LearnerServer;
+use arlas_runtime::auth::{RequireToken, check_listen};
+use arlas_runtime::http::{MetricsEndpoint, serve as serve_metrics};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use super::config::ServiceConfig;
+use super::grpc::LearnerService;
+use super::link::{self, LinkConfig};
+use super::open::open;
+use super::owner::{self, Command};
+use super::trainer::TrainingThread;
+use crate::error::{Error, Result};
+
+/// The sockets the learner serves on, bound by the caller (port 0 works).
+#[derive(Debug)]
+pub struct Listeners {
+    pub grpc: TcpListener,
+    /// `/metrics` and `/healthz`; `None` serves no HTTP endpoint.
+    pub metrics: Option<TcpListener>,
+}
+
+fn serve_error(what: &str) -> impl FnOnce(String) -> Error {
+    let what = what.to_string();
+    move |reason| Error::Serve { what, reason }
+}
+
+/// Waits for a thread to end (off the async runtime), at most `limit`.
+async fn join_thread(
+    thread: std::thread::JoinHandle<Result<()>>,
+    limit: Duration,
+) -> Option<Result<()>> {
+    let joined = tokio::task::spawn_blocking(move || thread.join());
+    match tokio::time::timeout(limit, joined).await {
+        Ok(Ok(Ok(result))) => Some(result),
+        Ok(Ok(Err(_))) => Some(Err(Error::Serve {
+            what: "a learner thread".into(),
+            reason: "it panicked".into(),
+        })),
+        Ok(Err(e)) => Some(Err(Error::Serve {
+            what: "a learner thread".into(),
+            reason: e.to_string(),
+        })),
+        Err(_) => None,
+    }
+}
+
+/// Runs the learner until `shutdown` completes (then exits cleanly: an update in progress
+/// gets the shutdown grace to finish, else it is abandoned — `state.json` still names the
+/// last saved checkpoint), or until the intake or the training thread fails (an error).
+pub async fn run(
+    listeners: Listeners,
+    config: ServiceConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let grpc_addr: SocketAddr = listeners
+        .grpc
+        .local_addr()
+        .map_err(|e| serve_error("the gRPC listener")(e.to_string()))?;
+    check_listen(grpc_addr, config.token.as_ref())?;
+    if config.token.is_none() {
+        tracing::warn!(%grpc_addr, "no token: rpcs are not authenticated (allowed on loopback only)");
+    }
+    let metrics = arlas_runtime::metrics::install("learner")?;
+    let (ready_tx, ready) = watch::channel(false);
+    let (stopping_tx, stopping) = watch::channel(false);
+    let metrics_task = listeners.metrics.map(|listener| {
+        let mut stop = stopping.clone();
+        tokio::spawn(serve_metrics(
+            listener,
+            MetricsEndpoint {
+                handle: metrics,
+                ready,
+            },
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ))
+    });
+
+    tokio::pin!(shutdown);
+    let opening = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open(&config))
+    };
+    let opened = tokio::select! {
+        opened = opening => opened.map_err(|e| serve_error("the data directory")(e.to_string()))??,
+        () = &mut shutdown => {
+            tracing::info!("shutdown requested while opening the data directory");
+            let _ = stopping_tx.send(true);
+            return Ok(());
+        }
+    };
+    tracing::info!(
+        version = opened.learner.version(),
+        replayed = opened.replayed,
+        "data directory open"
+    );
+
+    let (batches_tx, batches_rx) = std_mpsc::channel();
+    let (owner, owner_thread) = owner::spawn(opened.intake, opened.journal, batches_tx)?;
+    let (exports_tx, exports_rx) = watch::channel(Some(opened.export));
+    let trainer_thread = TrainingThread {
+        learner: opened.learner,
+        data: opened.data,
+        owner: owner.clone(),
+        exports: exports_tx,
+        seed: config.seed,
+        keep_checkpoints: config.keep_checkpoints,
+    }
+    .spawn(batches_rx)?;
+    let (published_tx, published_rx) = watch::channel(None);
+    let link_task = tokio::spawn(link::run(
+        LinkConfig {
+            coordinator: config.coordinator.clone(),
+            token: config.token.clone(),
+            name: config.name.clone(),
+            url: config
+                .advertise
+                .clone()
+                .unwrap_or_else(|| format!("http://{grpc_addr}")),
+            player: config.player,
+        },
+        exports_rx,
+        published_tx,
+        stopping.clone(),
+    ));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<LearnerServer<LearnerService>>().await;
+    health.set_service_status("", ServingStatus::Serving).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(arlas_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| serve_error("gRPC reflection")(e.to_string()))?;
+    let service = LearnerServer::new(LearnerService::new(
+        owner.clone(),
+        config.player,
+        published_rx,
+        stopping.clone(),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let auth = RequireToken::new(config.token.clone());
+    let _ = ready_tx.send(true);
+    tracing::info!(%grpc_addr, data = %config.data_dir.display(), player = %config.player, "learner ready");
+
+    // The intake and training threads end only on Stop or on a failure: either one ending
+    // stops the server like a shutdown signal does.
+    let (failed_tx, mut failed) = watch::channel(false);
+    let watchdog = tokio::spawn(async move {
+        while !(owner_thread.is_finished() || trainer_thread.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = failed_tx.send(true);
+        (owner_thread, trainer_thread)
+    });
+    let (signalled_tx, signalled) = oneshot::channel::<()>();
+    let serve = Server::builder()
+        .add_service(health_service)
+        .add_service(InterceptedService::new(service, auth.clone()))
+        .add_service(InterceptedService::new(reflection, auth))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), async {
+            tokio::select! {
+                () = &mut shutdown => {}
+                _ = failed.wait_for(|f| *f) => {
+                    tracing::error!("a learner thread stopped: shutting down");
+                }
+            }
+            let _ = ready_tx.send(false);
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            health
+                .set_not_serving::<LearnerServer<LearnerService>>()
+                .await;
+            let _ = stopping_tx.send(true);
+            let _ = signalled_tx.send(());
+        });
+    let mut serve = Box::pin(serve);
+    let grace = config.shutdown_grace;
+    let served = tokio::select! {
+        served = &mut serve => served,
+        () = async {
+            if signalled.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "in-flight rpcs outlived the shutdown grace; closing their connections");
+            Ok(())
+        }
+    };
+    drop(serve);
+    // Stop the intake; its thread drops the batch channel, which ends the trainer after
+    // the update in progress (or the grace runs out and the update is abandoned).
+    let _ = owner.send(Command::Stop).await;
+    drop(owner);
+    let mut failure = None;
+    match tokio::time::timeout(grace, watchdog).await {
+        Ok(Ok((owner_thread, trainer_thread))) => {
+            for thread in [owner_thread, trainer_thread] {
+                match join_thread(thread, grace).await {
+                    Some(Err(e)) => failure = failure.or(Some(e)),
+                    Some(Ok(())) => {}
+                    None => tracing::warn!(
+                        ?grace,
+                        "an update outlived the shutdown grace; abandoning it (the last saved checkpoint stands)"
+                    ),
+                }
+            }
+        }
+        _ => tracing::warn!(?grace, "the learner threads outlived the shutdown grace"),
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(3), link_task).await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    served.map_err(|e| serve_error(&grpc_addr.to_string())(e.to_string()))?;
+    if let Some(e) = failure {
+        tracing::error!(error = %e, "learner stopped on a failure");
+        return Err(e);
+    }
+    tracing::info!("learner stopped");
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! The training thread: owns the [`Learner`], turns each batch into an update, saves the
+//! checkpoint and commits `state.json`, tells the intake, and hands the new version's
+//! policy-only blob to the publisher.
+
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arlas_coordinator::service::BlobRef;
+use arlas_coordinator::service::archive::pack_to_file;
+use arlas_runtime::metrics as names;
+use tokio::sync::watch;
+
+use super::intake::Batch;
+use super::owner::{Command, OwnerHandle};
+use super::state::{DataDir, LearnerState, sync_tree};
+use crate::error::{Error, Result, io};
+use crate::learner::{Learner, UpdateReport};
+
+/// A version ready to publish: its policy-only checkpoint packed as a blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    pub version: u64,
+    pub blob: PathBuf,
+    pub checkpoint: BlobRef,
+}
+
+/// Writes the learner's policy (no optimizer) to `DATA/publish/vN/`, packs it to
+/// `DATA/publish/vN.blob` and removes the directory; older exports are removed first.
+pub fn export(learner: &Learner, data: &DataDir) -> Result<Export> {
+    let publish = data.publish();
+    for entry in std::fs::read_dir(&publish).map_err(io(&publish))? {
+        let path = entry.map_err(io(&publish))?.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(io(&path))?;
+    }
+    let version = learner.version();
+    let dir = publish.join(format!("v{version:08}"));
+    arlas_policy::save_policy(learner.policy(), &dir)?;
+    let blob = publish.join(format!("v{version:08}.blob"));
+    let checkpoint = pack_to_file(&dir, &blob)?;
+    std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+    Ok(Export {
+        version,
+        blob,
+        checkpoint,
+    })
+}
+
+/// A well-mixed seed from its parts.
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// What the training thread needs.
+pub struct TrainingThread {
+    pub learner: Learner,
+    pub data: DataDir,
+    pub owner: OwnerHandle,
+    pub exports: watch::Sender<Option<Export>>,
+    pub seed: u64,
+    pub keep_checkpoints: usize,
+}
+
+impl TrainingThread {
+    /// Starts the thread; it ends when the batch channel closes, or with the first error
+    /// (the learner cannot go on without saving).
+    pub fn spawn(self, batches: std_mpsc::Receiver<Batch>) -> Result<JoinHandle<Result<()>>> {
+        std::thread::Builder::new()
+            .name("arlas-trainer".into())
+            .spawn(move || self.run(batches))
+            .map_err(|e| Error::Serve {
+                what: "the training thread".into(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn run(mut self, batches: std_mpsc::Receiver<Batch>) -> Result<()> {
+        let player = self.learner.player().name();
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!(names::POLICY_VERSION, "player" => player)
+            .set(self.learner.version() as f64);
+        for batch in batches {
+            let started = Instant::now();
+            let before = self.learner.version();
+            let seed = mix(self.seed, before);
+            let report = self.learner.update(&batch.trajectories, seed)?;
+            let version = self.learner.version();
+            if version > before {
+                let dir = self.data.checkpoint(version);
+                self.learner.save(&dir)?;
+                sync_tree(&dir)?;
+            }
+            self.data.write_state(&LearnerState {
+                version,
+                consumed: batch.consumed_after.clone(),
+                dedupe: batch.dedupe.clone(),
+                trained_total: batch.trained_total_after,
+                ..LearnerState::initial(self.learner.player())
+            })?;
+            self.data
+                .clean_checkpoints(version, self.keep_checkpoints)?;
+            let export = (version > before)
+                .then(|| export(&self.learner, &self.data))
+                .transpose()?;
+            record(player, &report, started);
+            tracing::info!(
+                player,
+                version,
+                trajectories = report.trajectories,
+                items = report.items,
+                loss = report.means().loss,
+                seconds = started.elapsed().as_secs_f64(),
+                "update saved"
+            );
+            if let Some(export) = export {
+                let _ = self.exports.send(Some(export));
+            }
+            if self
+                .owner
+                .blocking_send(Command::Trained { batch, version })
+                .is_err()
+            {
+                break; // shutting down
+            }
+        }
+        Ok(())
+    }
+}
+
+fn record(player: &'static str, report: &UpdateReport, started: Instant) {
+    let m = report.means();
+    metrics::gauge!(names::LOSS, "player" => player).set(m.loss);
+    metrics::gauge!(names::KL, "player" => player).set(m.kl);
+    metrics::gauge!(names::ENTROPY, "player" => player).set(m.entropy);
+    metrics::gauge!(names::GRAD_NORM, "player" => player).set(m.grad_norm);
+    metrics::gauge!(names::CLIP_FRACTION, "player" => player).set(m.clip_fraction);
+    metrics::gauge!(names::LOGPROB_MISMATCH, "player" => player).set(report.logprob_mismatch);
+    let steps = report.steps.len() as u64;
+    metrics::counter!(names::UPDATES_TOTAL, "player" => player).increment(steps - m.skipped as u64);
+    metrics::counter!(names::UPDATES_SKIPPED_TOTAL, "player" => player).increment(m.skipped as u64);
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!(names::POLICY_VERSION, "player" => player).set(report.version as f64);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    metrics::gauge!(names::LEARNER_LAST_UPDATE_TIMESTAMP_SECONDS, "player" => player).set(now);
+    let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    metrics::counter!(names::LEARNER_BUSY_MILLISECONDS_TOTAL, "player" => player).increment(millis);
+}
