@@ -39,6 +39,8 @@ enum Command {
     Bench(cli::bench::BenchCommand),
     /// Serve a distributed run's coordinator: leases, versions, population, checkpoints (gRPC).
     Coordinator(Box<cli::coordinator::CoordinatorArgs>),
+    /// Play episodes for a distributed run and stream the trajectories to the learners.
+    Actor(Box<cli::actor::ActorArgs>),
 }
 
 /// Candle 0.11 runs element-wise ops on a pool of threads that wait at a spinning barrier
@@ -70,5 +72,6 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => cli::train::demo(args),
         Command::Eval(args) => cli::eval::eval(args),
         Command::Coordinator(args) => cli::coordinator::run(*args),
+        Command::Actor(args) => cli::actor::run(*args),
     }
 }

@@ -1,6 +1,7 @@
 //! Command-line front ends. Each module parses its flags and calls into the library crates;
 //! no game or model logic lives here.
 
+pub mod actor;
 pub mod bench;
 pub mod coordinator;
 pub mod eval;

@@ -1,0 +1,343 @@
+//! `arlas actor`: plays episodes for a distributed run — follows the coordinator's versions,
+//! keeps the policies loaded from a checkpoint cache, and streams trajectories to the
+//! learners. Settings come from flags (or their `ARLAS_*` variables), then a TOML file
+//! (`--config`), then defaults; see docs/distributed.md.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use arlas_actor::RolloutConfig;
+use arlas_actor::node::{NodeConfig, RoundShape};
+use arlas_runtime::auth::Token;
+use clap::Args;
+use serde::Deserialize;
+
+const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9092";
+const DEFAULT_TASKS: usize = 4;
+const DEFAULT_GROUP_SIZE: usize = 8;
+const DEFAULT_MAX_PENDING: usize = 256;
+
+#[derive(Debug, Args)]
+pub struct ActorArgs {
+    /// gRPC URL of the coordinator, e.g. http://10.0.0.2:50051.
+    #[arg(long, env = "ARLAS_COORDINATOR")]
+    pub coordinator: Option<String>,
+    /// HTTP address of the read-only /metrics (Prometheus) and /healthz endpoint (port 0
+    /// picks a free port; printed in the "started" line). Default 127.0.0.1:9092.
+    #[arg(long, env = "ARLAS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Checkpoint cache directory (created if absent): blobs/<sha256> and
+    /// checkpoints/<sha256>/; reused across restarts.
+    #[arg(long, env = "ARLAS_CACHE")]
+    pub cache: Option<PathBuf>,
+    /// File holding the shared token sent to the coordinator and the learners.
+    #[arg(long, env = "ARLAS_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// TOML file with any of these settings (snake_case keys); flags override it.
+    #[arg(long, env = "ARLAS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Name to register with (logs, metrics). Default: $HOSTNAME, else actor-<pid>.
+    #[arg(long, env = "ARLAS_NAME")]
+    pub name: Option<String>,
+    /// Seed of task choice and sampling, mixed with a random number drawn at start (so two
+    /// actors with the same seed do not play the same episodes). Default 0.
+    #[arg(long, env = "ARLAS_SEED")]
+    pub seed: Option<u64>,
+    /// Lock-step: after each round, wait until both learners published a newer version.
+    #[arg(long, env = "ARLAS_SYNC")]
+    pub sync: bool,
+    /// Episodes per task (a GRPO group). Default 8.
+    #[arg(long, env = "ARLAS_GROUP_SIZE")]
+    pub group_size: Option<usize>,
+    /// Train tasks per phase of a round (the attacker phase and the agent phase each play
+    /// tasks × group-size episodes). Default 4.
+    #[arg(long, env = "ARLAS_TASKS")]
+    pub tasks: Option<usize>,
+    /// Agent turns before an episode ends at the turn limit.
+    #[arg(long, env = "ARLAS_MAX_TURNS")]
+    pub max_turns: Option<u32>,
+    /// New tokens per agent action, at most.
+    #[arg(long, env = "ARLAS_AGENT_MAX_TOKENS")]
+    pub agent_max_tokens: Option<usize>,
+    /// New tokens per injection, at most.
+    #[arg(long, env = "ARLAS_ATTACKER_MAX_TOKENS")]
+    pub attacker_max_tokens: Option<usize>,
+    /// Sampling temperature of both players (1 keeps behaviour log-probs exact).
+    #[arg(long, env = "ARLAS_TEMPERATURE")]
+    pub temperature: Option<f32>,
+    /// Episodes sampled together in one batch.
+    #[arg(long, env = "ARLAS_BATCH_SIZE")]
+    pub batch_size: Option<usize>,
+    /// Unsent trajectories kept per player while its learner is slow or away; when full,
+    /// the oldest is dropped (and counted). Default 256.
+    #[arg(long, env = "ARLAS_MAX_PENDING")]
+    pub max_pending: Option<usize>,
+    /// Stop (exit 0) after this many episodes were played, sent and acknowledged.
+    /// Default: run until SIGTERM or Ctrl-C.
+    #[arg(long, env = "ARLAS_EPISODES")]
+    pub episodes: Option<u64>,
+    /// Where LoRA checkpoints find their base model (tiny presets, smollm2). Default models.
+    #[arg(long, env = "ARLAS_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Device to sample on: cpu, cuda or cuda:N. Default cpu.
+    #[arg(long, env = "ARLAS_DEVICE")]
+    pub device: Option<String>,
+}
+
+/// The `--config` file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    coordinator: Option<String>,
+    metrics_listen: Option<SocketAddr>,
+    cache: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    name: Option<String>,
+    seed: Option<u64>,
+    sync: Option<bool>,
+    group_size: Option<usize>,
+    tasks: Option<usize>,
+    max_turns: Option<u32>,
+    agent_max_tokens: Option<usize>,
+    attacker_max_tokens: Option<usize>,
+    temperature: Option<f32>,
+    batch_size: Option<usize>,
+    max_pending: Option<usize>,
+    episodes: Option<u64>,
+    models_dir: Option<PathBuf>,
+    device: Option<String>,
+}
+
+#[derive(Debug)]
+struct Settings {
+    metrics_listen: SocketAddr,
+    node: NodeConfig,
+}
+
+fn read_file_config(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("config file {} is invalid: {}", path.display(), e.message()))
+}
+
+fn default_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("actor-{}", std::process::id()))
+}
+
+fn resolve(args: ActorArgs) -> anyhow::Result<Settings> {
+    let file = match &args.config {
+        Some(path) => read_file_config(path)?,
+        None => FileConfig::default(),
+    };
+    let coordinator = args.coordinator.or(file.coordinator).context(
+        "no coordinator: pass --coordinator http://HOST:PORT (or set coordinator in the --config file)",
+    )?;
+    let cache = args
+        .cache
+        .or(file.cache)
+        .context("no cache directory: pass --cache DIR (or set cache in the --config file)")?;
+    let token = match args.token_file.or(file.token_file) {
+        Some(path) => Some(Token::from_file(&path)?),
+        None => None,
+    };
+    let group_size = args
+        .group_size
+        .or(file.group_size)
+        .unwrap_or(DEFAULT_GROUP_SIZE);
+    anyhow::ensure!(
+        group_size >= 2,
+        "--group-size is {group_size}; GRPO needs at least 2 episodes per task"
+    );
+    let tasks = args.tasks.or(file.tasks).unwrap_or(DEFAULT_TASKS);
+    anyhow::ensure!(
+        (1..=1024).contains(&tasks),
+        "--tasks must be between 1 and 1024, got {tasks}"
+    );
+    let max_pending = args
+        .max_pending
+        .or(file.max_pending)
+        .unwrap_or(DEFAULT_MAX_PENDING);
+    anyhow::ensure!(max_pending >= 1, "--max-pending must be at least 1");
+    let mut rollout = RolloutConfig::default();
+    if let Some(t) = args.max_turns.or(file.max_turns) {
+        anyhow::ensure!(t >= 1, "--max-turns must be at least 1");
+        rollout.game.max_turns = t;
+    }
+    if let Some(n) = args.agent_max_tokens.or(file.agent_max_tokens) {
+        rollout.agent_sampling.max_new_tokens = n;
+    }
+    if let Some(n) = args.attacker_max_tokens.or(file.attacker_max_tokens) {
+        rollout.attacker_sampling.max_new_tokens = n;
+    }
+    if let Some(t) = args.temperature.or(file.temperature) {
+        anyhow::ensure!(
+            t.is_finite() && t >= 0.0,
+            "--temperature must be 0 or more, got {t}"
+        );
+        rollout.agent_sampling.temperature = t;
+        rollout.attacker_sampling.temperature = t;
+    }
+    if let Some(b) = args.batch_size.or(file.batch_size) {
+        anyhow::ensure!(b >= 1, "--batch-size must be at least 1");
+        rollout.batch_size = b;
+    }
+    let device_name = args
+        .device
+        .or(file.device)
+        .unwrap_or_else(|| "cpu".to_string());
+    let device = arlas_policy::device_from_name(&device_name)
+        .with_context(|| format!("--device {device_name}"))?;
+    let metrics_listen = match args.metrics_listen.or(file.metrics_listen) {
+        Some(a) => a,
+        None => DEFAULT_METRICS_LISTEN
+            .parse()
+            .context("built-in default address")?,
+    };
+    Ok(Settings {
+        metrics_listen,
+        node: NodeConfig {
+            coordinator,
+            token,
+            name: args.name.or(file.name).unwrap_or_else(default_name),
+            cache_dir: cache,
+            models_dir: args
+                .models_dir
+                .or(file.models_dir)
+                .unwrap_or_else(|| PathBuf::from("models")),
+            device,
+            shape: RoundShape { tasks, group_size },
+            rollout,
+            seed: args.seed.or(file.seed).unwrap_or(0),
+            sync: args.sync || file.sync.unwrap_or(false),
+            max_pending,
+            episodes: args.episodes.or(file.episodes),
+        },
+    })
+}
+
+/// Runs the actor until SIGTERM, Ctrl-C or `--episodes`.
+pub fn run(args: ActorArgs) -> anyhow::Result<()> {
+    let settings = resolve(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("arlas-actor")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let metrics = tokio::net::TcpListener::bind(settings.metrics_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (--metrics-listen)",
+                settings.metrics_listen
+            )
+        })?;
+    let announce = serde_json::json!({
+        "event": "started",
+        "role": "actor",
+        "name": settings.node.name,
+        "coordinator": settings.node.coordinator,
+        "metrics": metrics.local_addr()?.to_string(),
+    });
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{announce}")?;
+        stdout.flush()?;
+    }
+    let report = arlas_actor::node::run(
+        settings.node,
+        Some(metrics),
+        arlas_runtime::shutdown::signal(),
+    )
+    .await
+    .context("actor failed")?;
+    tracing::info!(
+        rounds = report.rounds,
+        episodes = report.episodes,
+        fetched = report.fetched.len(),
+        "actor stopped"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ActorArgs,
+    }
+
+    fn parse(args: &[&str]) -> ActorArgs {
+        Cli::try_parse_from(std::iter::once("arlas").chain(args.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    #[test]
+    fn flags_override_the_config_file_which_overrides_defaults() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("actor.toml");
+        std::fs::write(
+            &config,
+            "coordinator = \"http://c:1\"\ncache = \"/from/file\"\ntasks = 2\ngroup_size = 3\nsync = true\nmax_turns = 5\n",
+        )
+        .unwrap();
+        let c = config.to_str().unwrap();
+        let s = resolve(parse(&["--config", c, "--tasks", "6", "--episodes", "10"])).unwrap();
+        assert_eq!(s.node.coordinator, "http://c:1");
+        assert_eq!(s.node.cache_dir, PathBuf::from("/from/file"));
+        assert_eq!(
+            s.node.shape,
+            RoundShape {
+                tasks: 6,
+                group_size: 3
+            }
+        );
+        assert!(s.node.sync);
+        assert_eq!(s.node.rollout.game.max_turns, 5);
+        assert_eq!(s.node.episodes, Some(10));
+        assert_eq!(s.node.max_pending, DEFAULT_MAX_PENDING);
+        assert_eq!(s.metrics_listen, DEFAULT_METRICS_LISTEN.parse().unwrap());
+        assert!(s.node.token.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_missing_settings_and_bad_values_are_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("a.toml");
+        std::fs::write(&config, "coordinator = \"http://c:1\"\ngroup_sise = 3\n").unwrap();
+        let err = resolve(parse(&["--config", config.to_str().unwrap()])).unwrap_err();
+        assert!(format!("{err:#}").contains("group_sise"), "{err:#}");
+        let err = resolve(parse(&["--cache", "c"])).unwrap_err();
+        assert!(format!("{err:#}").contains("--coordinator"), "{err:#}");
+        let err = resolve(parse(&["--coordinator", "http://c:1"])).unwrap_err();
+        assert!(format!("{err:#}").contains("--cache"), "{err:#}");
+        let base = ["--coordinator", "http://c:1", "--cache", "c"];
+        let with = |extra: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            resolve(parse(&v))
+        };
+        for bad in [
+            &["--group-size", "1"][..],
+            &["--tasks", "0"],
+            &["--max-pending", "0"],
+            &["--device", "tpu"],
+        ] {
+            assert!(with(bad).is_err(), "{bad:?}");
+        }
+    }
+}
