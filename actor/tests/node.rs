@@ -299,16 +299,40 @@ async fn actor_plays_sends_swaps_versions_resends_and_reports() {
         max_pending: 64,
         episodes: None,
     };
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = metrics.local_addr().unwrap();
     let (stop_actor, actor_stopped) = oneshot::channel::<()>();
-    let actor = tokio::spawn(arlas_actor::node::run(config, None, async {
-        let _ = actor_stopped.await;
-    }));
+    let actor = tokio::spawn(arlas_actor::node::run(
+        config.clone(),
+        Some(metrics),
+        async {
+            let _ = actor_stopped.await;
+        },
+    ));
 
     let deadline = Instant::now() + Duration::from_secs(60);
     until("two rounds at both learners", deadline, || {
         trajectories(agent).len() >= 2 * 2 * G && trajectories(attacker).len() >= 2 * 2 * G
     })
     .await;
+
+    let (code, _) = arlas_runtime::http::get(metrics_addr, "/healthz")
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "ready once rounds are played");
+    let (_, text) = arlas_runtime::http::get(metrics_addr, "/metrics")
+        .await
+        .unwrap();
+    for name in [
+        "arlas_episodes_total",
+        "arlas_tokens_sampled_total",
+        "arlas_task_success_rate",
+        "arlas_policy_version",
+        "arlas_checkpoint_broadcast_seconds_bucket",
+        "arlas_actor_unacked_trajectories",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
 
     // A new agent version is picked up between rounds, without restart.
     publish(&mut client, &leases[0], Player::Agent, 2, &dirs[2]).await;
@@ -337,6 +361,23 @@ async fn actor_plays_sends_swaps_versions_resends_and_reports() {
 
     stop_actor.send(()).unwrap();
     let report: NodeReport = actor.await.unwrap().unwrap();
+
+    // A restarted actor on the same cache fetches nothing, and `episodes` stops it once
+    // that many were played and acknowledged.
+    let again = NodeConfig {
+        episodes: Some(2 * G as u64),
+        name: "actor-restarted".into(),
+        ..config
+    };
+    let restarted = arlas_actor::node::run(again, None, std::future::pending())
+        .await
+        .unwrap();
+    assert!(restarted.fetched.is_empty(), "{restarted:?}");
+    assert!(restarted.episodes >= 2 * G as u64);
+    for status in restarted.links.values() {
+        assert!(status.idle(), "{restarted:?}");
+        assert!(status.counts.accepted >= G as u64, "{restarted:?}");
+    }
     let _ = stop_coordinator.send(());
     coordinator.await.unwrap().unwrap();
 
