@@ -229,7 +229,11 @@ pub fn run(args: ActorArgs) -> anyhow::Result<()> {
         .thread_name("arlas-actor")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(settings))
+    let result = runtime.block_on(serve(settings));
+    // A round abandoned at SIGTERM may still be sampling on the blocking pool: do not wait
+    // for it (dropping the runtime would).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
