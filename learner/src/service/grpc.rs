@@ -12,6 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use super::fit::ModelFit;
 use super::journal::encode_record;
 use super::link::wire_player;
 use super::owner::{Command, OwnerHandle, Submission};
@@ -27,6 +28,7 @@ const MAX_LEASE_ID: usize = 128;
 pub struct LearnerService {
     owner: OwnerHandle,
     player: Player,
+    fit: ModelFit,
     published: watch::Receiver<Option<PolicyVersion>>,
     stopping: watch::Receiver<bool>,
 }
@@ -34,13 +36,14 @@ pub struct LearnerService {
 impl LearnerService {
     pub fn new(
         owner: OwnerHandle,
-        player: Player,
+        fit: ModelFit,
         published: watch::Receiver<Option<PolicyVersion>>,
         stopping: watch::Receiver<bool>,
     ) -> Self {
         Self {
             owner,
-            player,
+            player: fit.player,
+            fit,
             published,
             stopping,
         }
@@ -48,7 +51,7 @@ impl LearnerService {
 }
 
 /// Validates one request: the lease id, the sequence and the trajectory.
-fn validate(request: v1::SubmitTrajectoryRequest) -> (String, u64, Submission) {
+fn validate(fit: &ModelFit, request: v1::SubmitTrajectoryRequest) -> (String, u64, Submission) {
     let sequence = request.sequence;
     let lease = request.actor_lease_id.clone();
     let invalid = |reason: String| (lease.clone(), sequence, Submission::Invalid { reason });
@@ -65,7 +68,10 @@ fn validate(request: v1::SubmitTrajectoryRequest) -> (String, u64, Submission) {
     let Some(wire) = request.trajectory else {
         return invalid("trajectory is missing".into());
     };
-    match Trajectory::try_from(wire) {
+    let checked = Trajectory::try_from(wire)
+        .map_err(|e| e.to_string())
+        .and_then(|t| fit.check(&t).map(|()| t));
+    match checked {
         Ok(trajectory) => (
             lease.clone(),
             sequence,
@@ -75,7 +81,7 @@ fn validate(request: v1::SubmitTrajectoryRequest) -> (String, u64, Submission) {
                 record,
             },
         ),
-        Err(e) => invalid(e.to_string()),
+        Err(reason) => invalid(reason),
     }
 }
 
@@ -97,6 +103,7 @@ impl v1::learner_server::Learner for LearnerService {
             .await
             .map_err(|_| unavailable())?;
         let owner = self.owner.clone();
+        let fit = self.fit;
         let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             loop {
@@ -121,7 +128,7 @@ impl v1::learner_server::Learner for LearnerService {
                         break;
                     }
                     Some(Ok(request)) => {
-                        let (_, sequence, submission) = validate(request);
+                        let (_, sequence, submission) = validate(&fit, request);
                         let command = Command::Submit {
                             stream,
                             sequence,
@@ -174,6 +181,16 @@ mod tests {
     use super::*;
     use crate::service::testing::trajectory;
 
+    const FIT: ModelFit = ModelFit {
+        player: Player::Agent,
+        vocab_size: 256,
+        max_tokens: 4096,
+    };
+
+    fn validate(r: v1::SubmitTrajectoryRequest) -> (String, u64, Submission) {
+        super::validate(&FIT, r)
+    }
+
     #[test]
     fn requests_are_validated_at_the_edge() {
         let good = v1::SubmitTrajectoryRequest {
@@ -195,8 +212,14 @@ mod tests {
         let mut r = good.clone();
         r.trajectory = None;
         assert!(reason(r).contains("missing"));
-        let mut r = good;
+        let mut r = good.clone();
         r.trajectory.as_mut().unwrap().agent[0].logprobs[0] = 0.5;
         assert!(reason(r).contains("log"), "a positive log-prob is refused");
+        let mut r = good;
+        r.trajectory.as_mut().unwrap().agent[0].prompt[0] = 256;
+        assert!(
+            reason(r).contains("vocabulary"),
+            "the model's bounds are checked"
+        );
     }
 }

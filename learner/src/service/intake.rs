@@ -8,7 +8,8 @@
 //! is dropped), and the stream is granted again from what is free, up to
 //! `stream_credits`. A trajectory that arrives while the queue is full (an actor that
 //! ignores its credits) is dropped with OVERFLOW: the queue never holds more than
-//! `capacity`. When training frees room, streams whose grant can grow get a credit update.
+//! `capacity`; one sent beyond its stream's credits is also dropped when the free room is
+//! promised to other streams, so actors that respect their credits never see OVERFLOW. When training frees room, streams whose grant can grow get a credit update.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -204,6 +205,7 @@ impl Intake {
         sequence: u64,
         trajectory: Trajectory,
     ) -> Verdict {
+        let had_credit = self.grants.get(&stream).is_some_and(|&g| g > 0);
         self.use_credit(stream);
         if self.dedupe.contains(lease, sequence) {
             return Verdict::Duplicate;
@@ -222,6 +224,13 @@ impl Intake {
             return Verdict::Overflow(format!(
                 "queue full ({} of {}): wait for credits",
                 self.depth(),
+                self.config.capacity
+            ));
+        }
+        if !had_credit && self.free() == 0 {
+            return Verdict::Overflow(format!(
+                "sent without credits and the free room ({} of {}) is promised to other streams: wait for credits",
+                self.config.capacity - self.depth(),
                 self.config.capacity
             ));
         }
@@ -402,6 +411,25 @@ mod tests {
         let granted: u64 = i.grants.values().map(|&g| u64::from(g)).sum();
         assert!(st.queue_depth + granted <= st.capacity);
         let _ = c;
+    }
+
+    #[test]
+    fn a_stream_without_credits_cannot_take_room_promised_to_others() {
+        let mut i = intake(4, 4);
+        let (honest, granted) = i.open_stream();
+        assert_eq!(granted, 4);
+        let (greedy, none) = i.open_stream();
+        assert_eq!(none, 0);
+        assert!(matches!(
+            i.submit(greedy, "g", 1, trajectory(1, 5)),
+            Verdict::Overflow(r) if r.contains("promised")
+        ));
+        for seq in 1..=4 {
+            assert_eq!(
+                i.submit(honest, "h", seq, trajectory(1, 5)),
+                Verdict::Accepted
+            );
+        }
     }
 
     #[test]

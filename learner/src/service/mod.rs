@@ -4,7 +4,8 @@
 //! coordinator.
 //!
 //! Plain logic first, tonic at the edge:
-//! - [`dedupe`]: the `(actor lease, sequence)` keys held; [`intake`]: de-duplication,
+//! - [`dedupe`]: the `(actor lease, sequence)` keys held; [`fit`]: token ids and lengths
+//!   the model can train; [`intake`]: de-duplication,
 //!   staleness, capacity, credits, the queue and its batches — no sockets, no files;
 //! - [`journal`]: the append-only, fsynced, checksummed journal of accepted trajectories
 //!   (torn tails recovered, corruption reported with file and offset);
@@ -18,6 +19,7 @@
 
 pub mod config;
 pub mod dedupe;
+pub mod fit;
 pub mod grpc;
 pub mod intake;
 pub mod journal;

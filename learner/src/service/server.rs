@@ -20,6 +20,7 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use super::config::ServiceConfig;
+use super::fit::ModelFit;
 use super::grpc::LearnerService;
 use super::link::{self, LinkConfig};
 use super::open::open;
@@ -40,24 +41,26 @@ fn serve_error(what: &str) -> impl FnOnce(String) -> Error {
     move |reason| Error::Serve { what, reason }
 }
 
-/// Waits for a thread to end (off the async runtime), at most `limit`.
+/// Waits for a thread to end, at most `limit`; `None` leaves it running (detached). It
+/// polls rather than blocking a pool thread on `join`, so an abandoned update never holds
+/// up the async runtime's shutdown.
 async fn join_thread(
     thread: std::thread::JoinHandle<Result<()>>,
     limit: Duration,
 ) -> Option<Result<()>> {
-    let joined = tokio::task::spawn_blocking(move || thread.join());
-    match tokio::time::timeout(limit, joined).await {
-        Ok(Ok(Ok(result))) => Some(result),
-        Ok(Ok(Err(_))) => Some(Err(Error::Serve {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !thread.is_finished() {
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Some(thread.join().unwrap_or_else(|_| {
+        Err(Error::Serve {
             what: "a learner thread".into(),
             reason: "it panicked".into(),
-        })),
-        Ok(Err(e)) => Some(Err(Error::Serve {
-            what: "a learner thread".into(),
-            reason: e.to_string(),
-        })),
-        Err(_) => None,
-    }
+        })
+    }))
 }
 
 /// Runs the learner until `shutdown` completes (then exits cleanly: an update in progress
@@ -112,6 +115,7 @@ pub async fn run(
         "data directory open"
     );
 
+    let fit = ModelFit::of(config.player, opened.learner.policy().config());
     let (batches_tx, batches_rx) = std_mpsc::channel();
     let (owner, owner_thread) = owner::spawn(opened.intake, opened.journal, batches_tx)?;
     let (exports_tx, exports_rx) = watch::channel(Some(opened.export));
@@ -150,7 +154,7 @@ pub async fn run(
         .map_err(|e| serve_error("gRPC reflection")(e.to_string()))?;
     let service = LearnerServer::new(LearnerService::new(
         owner.clone(),
-        config.player,
+        fit,
         published_rx,
         stopping.clone(),
     ))
@@ -164,11 +168,32 @@ pub async fn run(
     // stops the server like a shutdown signal does.
     let (failed_tx, mut failed) = watch::channel(false);
     let watchdog = tokio::spawn(async move {
-        while !(owner_thread.is_finished() || trainer_thread.is_finished()) {
+        let mut threads = [Some(owner_thread), Some(trainer_thread)];
+        let mut failure = None;
+        while threads
+            .iter()
+            .all(|t| t.as_ref().is_some_and(|t| !t.is_finished()))
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        for slot in &mut threads {
+            if slot
+                .as_ref()
+                .is_some_and(std::thread::JoinHandle::is_finished)
+                && let Some(thread) = slot.take()
+            {
+                match join_thread(thread, Duration::from_secs(1)).await {
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "a learner thread failed");
+                        failure = Some(e);
+                    }
+                    _ => tracing::info!("a learner thread ended"),
+                }
+            }
+        }
         let _ = failed_tx.send(true);
-        (owner_thread, trainer_thread)
+        let [owner_thread, trainer_thread] = threads;
+        (failure, owner_thread, trainer_thread)
     });
     let (signalled_tx, signalled) = oneshot::channel::<()>();
     let serve = Server::builder()
@@ -213,8 +238,9 @@ pub async fn run(
     drop(owner);
     let mut failure = None;
     match tokio::time::timeout(grace, watchdog).await {
-        Ok(Ok((owner_thread, trainer_thread))) => {
-            for thread in [owner_thread, trainer_thread] {
+        Ok(Ok((failed, owner_thread, trainer_thread))) => {
+            failure = failed;
+            for thread in [owner_thread, trainer_thread].into_iter().flatten() {
                 match join_thread(thread, grace).await {
                     Some(Err(e)) => failure = failure.or(Some(e)),
                     Some(Ok(())) => {}

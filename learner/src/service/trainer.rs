@@ -92,7 +92,20 @@ impl TrainingThread {
             let started = Instant::now();
             let before = self.learner.version();
             let seed = mix(self.seed, before);
-            let report = self.learner.update(&batch.trajectories, seed)?;
+            let report = match self.learner.update(&batch.trajectories, seed) {
+                Ok(report) => Some(report),
+                // Data the edge let through but the trainer refuses: skip it rather than
+                // fail on it again after every restart.
+                Err(Error::Policy(arlas_policy::Error::InvalidInput(reason))) => {
+                    tracing::error!(
+                        reason,
+                        trajectories = batch.indices.len(),
+                        "the trainer refused a batch: skipped"
+                    );
+                    None
+                }
+                Err(e) => return Err(e),
+            };
             let version = self.learner.version();
             if version > before {
                 let dir = self.data.checkpoint(version);
@@ -111,16 +124,18 @@ impl TrainingThread {
             let export = (version > before)
                 .then(|| export(&self.learner, &self.data))
                 .transpose()?;
-            record(player, &report, started);
-            tracing::info!(
-                player,
-                version,
-                trajectories = report.trajectories,
-                items = report.items,
-                loss = report.means().loss,
-                seconds = started.elapsed().as_secs_f64(),
-                "update saved"
-            );
+            if let Some(report) = &report {
+                record(player, report, started);
+                tracing::info!(
+                    player,
+                    version,
+                    trajectories = report.trajectories,
+                    items = report.items,
+                    loss = report.means().loss,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "update saved"
+                );
+            }
             if let Some(export) = export {
                 let _ = self.exports.send(Some(export));
             }
