@@ -39,6 +39,8 @@ enum Command {
     Bench(cli::bench::BenchCommand),
     /// Serve a distributed run's coordinator: leases, versions, population, checkpoints (gRPC).
     Coordinator(Box<cli::coordinator::CoordinatorArgs>),
+    /// Serve a distributed run's learner of one player: persisted trajectory intake, GRPO updates, publishing (gRPC).
+    Learner(Box<cli::learner::LearnerArgs>),
     /// Play episodes for a distributed run and stream the trajectories to the learners.
     Actor(Box<cli::actor::ActorArgs>),
 }
@@ -72,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => cli::train::demo(args),
         Command::Eval(args) => cli::eval::eval(args),
         Command::Coordinator(args) => cli::coordinator::run(*args),
+        Command::Learner(args) => cli::learner::run(*args),
         Command::Actor(args) => cli::actor::run(*args),
     }
 }

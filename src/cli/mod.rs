@@ -6,6 +6,7 @@ pub mod bench;
 pub mod coordinator;
 pub mod eval;
 pub mod game;
+pub mod learner;
 pub mod logging;
 pub mod model;
 pub mod train;
