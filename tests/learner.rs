@@ -37,6 +37,7 @@ type Client = LearnerClient<InterceptedService<Channel, AttachToken>>;
 struct Process {
     child: Child,
     grpc: SocketAddr,
+    metrics: SocketAddr,
 }
 
 /// Starts `arlas ARGS` and reads the addresses it announces on stdout.
@@ -60,6 +61,7 @@ fn start(dir: &Path, args: &[&str], log: &str) -> Process {
     Process {
         child,
         grpc: announce["grpc"].as_str().unwrap().parse().unwrap(),
+        metrics: announce["metrics"].as_str().unwrap().parse().unwrap(),
     }
 }
 
@@ -333,6 +335,48 @@ async fn sigkill_and_restart_lose_nothing_acknowledged_and_versions_stay_monoton
         "versions seen at the coordinator: {versions_seen:?}; killed with {} of {TRAJECTORIES} acknowledged at version {before_kill}, resumed at {restarted_version} with (accepted, trained, queued) = {at_restart:?}",
         acked.len()
     );
+
+    // The metrics of docs/metrics.md, with this run's numbers.
+    let (code, text) = arlas_runtime::http::get(learner.metrics, "/metrics")
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+    };
+    assert_eq!(value("arlas_learner_queue_depth"), 0.0);
+    // After the restart every resend was a DUPLICATE or newly ACCEPTED: counted either way.
+    assert!(value("arlas_trajectories_acknowledged_total") >= 0.0);
+    assert_eq!(
+        value("arlas_trajectories_dropped_total{reason=\"overflow\"}"),
+        0.0
+    );
+    assert!(
+        value("arlas_trajectories_received_total")
+            >= f64::from(u32::try_from(TRAJECTORIES).unwrap())
+    );
+    assert!(value("arlas_updates_total{player=\"agent\"}") >= 1.0);
+    assert!(value("arlas_policy_version{player=\"agent\"}") >= 2.0);
+    assert!(value("arlas_learner_busy_milliseconds_total{player=\"agent\"}") > 0.0);
+    for name in [
+        "arlas_loss{",
+        "arlas_kl{",
+        "arlas_entropy{",
+        "arlas_grad_norm{",
+        "arlas_clip_fraction{",
+        "arlas_learner_last_update_timestamp_seconds{",
+        "arlas_build_info{",
+    ] {
+        assert!(text.contains(name), "no {name} in /metrics");
+    }
+    let (code, _) = arlas_runtime::http::get(learner.metrics, "/healthz")
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
 
     // SIGTERM: clean exit.
     let signalled = Command::new("kill")

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -45,12 +46,44 @@ const VOCAB: u32 = 1000;
 type Client = LearnerClient<InterceptedService<Channel, AttachToken>>;
 
 struct Cluster {
-    _tmp: tempfile::TempDir,
+    tmp: tempfile::TempDir,
     coordinator_url: String,
+    coordinator_addr: SocketAddr,
     learner: SocketAddr,
-    stops: Vec<oneshot::Sender<()>>,
+    stop_learner: oneshot::Sender<()>,
+    stop_coordinator: oneshot::Sender<()>,
     learner_task: JoinHandle<arlas_learner::Result<()>>,
     coordinator_task: JoinHandle<arlas_coordinator::Result<()>>,
+}
+
+/// Serves a coordinator on `grpc` over `data` until the returned sender fires.
+fn coordinator(
+    grpc: TcpListener,
+    data: &Path,
+) -> (
+    oneshot::Sender<()>,
+    JoinHandle<arlas_coordinator::Result<()>>,
+) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(arlas_coordinator::service::run(
+        CoordinatorListeners {
+            grpc,
+            metrics: None,
+        },
+        ServerConfig {
+            data_dir: data.to_path_buf(),
+            coordinator: CoordinatorConfig {
+                lease_ttl: Duration::from_secs(3),
+                ..CoordinatorConfig::default()
+            },
+            token: Some(Token::parse(TOKEN).unwrap()),
+            shutdown_grace: Duration::from_secs(2),
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (stop, task)
 }
 
 fn corpus() -> arlas_policy::CorpusFn {
@@ -93,22 +126,8 @@ impl Cluster {
         let token = Token::parse(TOKEN).unwrap();
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let coordinator_addr = grpc.local_addr().unwrap();
-        let (stop_c, stopped_c) = oneshot::channel::<()>();
-        let coordinator_task = tokio::spawn(arlas_coordinator::service::run(
-            CoordinatorListeners {
-                grpc,
-                metrics: None,
-            },
-            ServerConfig {
-                data_dir: tmp.path().join("coordinator"),
-                coordinator: CoordinatorConfig::default(),
-                token: Some(token.clone()),
-                shutdown_grace: Duration::from_secs(2),
-            },
-            async {
-                let _ = stopped_c.await;
-            },
-        ));
+        let (stop_coordinator, coordinator_task) =
+            coordinator(grpc, &tmp.path().join("coordinator"));
         wait_serving(coordinator_addr, "arlas.v1.Coordinator").await;
         let coordinator_url = format!("http://{coordinator_addr}");
 
@@ -143,10 +162,12 @@ impl Cluster {
         ));
         wait_serving(learner, "arlas.v1.Learner").await;
         Self {
-            _tmp: tmp,
+            tmp,
             coordinator_url,
+            coordinator_addr,
             learner,
-            stops: vec![stop_l, stop_c],
+            stop_learner: stop_l,
+            stop_coordinator,
             learner_task,
             coordinator_task,
         }
@@ -166,12 +187,23 @@ impl Cluster {
             .unwrap()
     }
 
-    async fn stop(mut self) {
-        let stop_l = self.stops.remove(0);
-        let _ = stop_l.send(());
+    /// Stops the coordinator and starts it again on the same data directory and port.
+    async fn restart_coordinator(&mut self) {
+        let (stop, _) = oneshot::channel();
+        let old = std::mem::replace(&mut self.stop_coordinator, stop);
+        let _ = old.send(());
+        (&mut self.coordinator_task).await.unwrap().unwrap();
+        let grpc = TcpListener::bind(self.coordinator_addr).await.unwrap();
+        let (stop, task) = coordinator(grpc, &self.tmp.path().join("coordinator"));
+        self.stop_coordinator = stop;
+        self.coordinator_task = task;
+        wait_serving(self.coordinator_addr, "arlas.v1.Coordinator").await;
+    }
+
+    async fn stop(self) {
+        let _ = self.stop_learner.send(());
         self.learner_task.await.unwrap().unwrap();
-        let stop_c = self.stops.remove(0);
-        let _ = stop_c.send(());
+        let _ = self.stop_coordinator.send(());
         self.coordinator_task.await.unwrap().unwrap();
     }
 }
@@ -579,5 +611,45 @@ async fn sixteen_streams_never_overfill_a_slow_learner() {
         rss_after < rss_before + 768 * 1024,
         "resident memory grew from {rss_before} to {rss_after} KiB"
     );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_coordinator_gets_the_learner_back_and_streams_keep_working() {
+    let mut cluster = Cluster::start(|c| {
+        c.batch_episodes = 64;
+    })
+    .await;
+    let registered = |url: String| async move {
+        let token = Token::parse(TOKEN).unwrap();
+        match CoordinatorClient::connect(&url, Some(&token)).await {
+            Ok(mut c) => c.run_state().await.is_ok_and(|r| r.learners.len() == 1),
+            Err(_) => false,
+        }
+    };
+    wait_until("the learner's registration", 30, || {
+        registered(cluster.coordinator_url.clone())
+    })
+    .await;
+    let mut client = cluster.client(Some(TOKEN)).await;
+    let mut s = open(&mut client).await;
+    s.send("actor-r", 1, wire(1, 1, 1.0, &small())).await;
+    assert_eq!(s.ack().await.status, v1::AckStatus::Accepted as i32);
+
+    // Leases are not persisted: the learner's heartbeat gets NOT_FOUND and it registers
+    // again. Its stream never noticed.
+    cluster.restart_coordinator().await;
+    s.send("actor-r", 2, wire(1, 1, -1.0, &small())).await;
+    assert_eq!(s.ack().await.status, v1::AckStatus::Accepted as i32);
+    wait_until("the learner to register again", 30, || {
+        registered(cluster.coordinator_url.clone())
+    })
+    .await;
+    let run = cluster.coordinator().await.run_state().await.unwrap();
+    assert_eq!(
+        run.agent.version, 1,
+        "the published version survived the restart"
+    );
+    drop(s);
     cluster.stop().await;
 }

@@ -142,6 +142,12 @@ pub fn spawn(
 
 impl Owner {
     fn run(&mut self, mut rx: mpsc::Receiver<Command>) -> Result<()> {
+        // Every series exists from the start (dashboards and alerts see 0, not nothing).
+        metrics::counter!(names::TRAJECTORIES_RECEIVED_TOTAL).increment(0);
+        metrics::counter!(names::TRAJECTORIES_ACKNOWLEDGED_TOTAL).increment(0);
+        for reason in ["stale", "invalid", "overflow"] {
+            metrics::counter!(names::TRAJECTORIES_DROPPED_TOTAL, "reason" => reason).increment(0);
+        }
         self.publish_gauges();
         self.maybe_train()?;
         while let Some(first) = rx.blocking_recv() {
@@ -200,12 +206,15 @@ impl Owner {
                             record,
                         } => {
                             let lag = self.intake.staleness(&trajectory);
-                            match self.intake.submit(stream, &lease, sequence, *trajectory) {
+                            let verdict = self.intake.submit(stream, &lease, sequence, *trajectory);
+                            if verdict != Verdict::Duplicate {
+                                #[allow(clippy::cast_precision_loss)]
+                                metrics::histogram!(names::TRAJECTORY_STALENESS_VERSIONS, "player" => self.player)
+                                    .record(lag as f64);
+                            }
+                            match verdict {
                                 Verdict::Accepted => {
                                     records.push(record);
-                                    #[allow(clippy::cast_precision_loss)]
-                                    metrics::histogram!(names::TRAJECTORY_STALENESS_VERSIONS, "player" => self.player)
-                                        .record(lag as f64);
                                     ack(sequence, v1::AckStatus::Accepted, String::new())
                                 }
                                 Verdict::Duplicate => {
