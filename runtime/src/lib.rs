@@ -10,6 +10,7 @@
 //! - [`http`]: the read-only `/metrics` + `/healthz` endpoint on `--metrics-listen`;
 //! - [`client`]: gRPC channels with timeouts and keep-alive;
 //! - [`backoff`]: jittered exponential backoff for reconnecting;
+//! - [`serve`]: the metrics task and the gRPC shutdown grace every role's `run` shares;
 //! - [`shutdown`]: Ctrl-C or SIGTERM.
 //!
 //! ```
@@ -25,6 +26,7 @@ pub mod client;
 mod error;
 pub mod http;
 pub mod metrics;
+pub mod serve;
 pub mod shutdown;
 
 pub use error::{Error, Result};

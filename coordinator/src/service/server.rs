@@ -9,7 +9,7 @@ use std::time::Duration;
 use arlas_proto::limits::MAX_MESSAGE_BYTES;
 use arlas_proto::v1::coordinator_server::CoordinatorServer;
 use arlas_runtime::auth::{RequireToken, Token, check_listen};
-use arlas_runtime::http::{MetricsEndpoint, serve as serve_metrics};
+use arlas_runtime::serve::{serve_with_grace, spawn_metrics_endpoint};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -66,19 +66,9 @@ pub async fn run(
     let metrics = arlas_runtime::metrics::install("coordinator")?;
     let (ready_tx, ready) = watch::channel(false);
     let (stopping_tx, stopping) = watch::channel(false);
-    let metrics_task = listeners.metrics.map(|listener| {
-        let mut stop = stopping.clone();
-        tokio::spawn(serve_metrics(
-            listener,
-            MetricsEndpoint {
-                handle: metrics,
-                ready,
-            },
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        ))
-    });
+    let metrics_task = listeners
+        .metrics
+        .map(|listener| spawn_metrics_endpoint(listener, metrics, ready, stopping.clone()));
 
     tokio::pin!(shutdown);
     let (data_dir, coordinator) = (config.data_dir.clone(), config.coordinator.clone());
@@ -134,21 +124,7 @@ pub async fn run(
             let _ = stopping_tx.send(true);
             let _ = signalled_tx.send(());
         });
-    let mut serve = Box::pin(serve);
-    let grace = config.shutdown_grace;
-    let served = tokio::select! {
-        served = &mut serve => served,
-        () = async {
-            if signalled.await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!(?grace, "in-flight rpcs outlived the shutdown grace; closing their connections");
-            Ok(())
-        }
-    };
-    drop(serve);
+    let served = serve_with_grace(serve, signalled, config.shutdown_grace).await;
     // The server dropped its services (and their handles): the state thread ends.
     let _ = tokio::task::spawn_blocking(move || state_thread.join()).await;
     if let Some(task) = metrics_task {

@@ -1,0 +1,78 @@
+//! Server plumbing every role's `run` shares: the `/metrics` + `/healthz` task that stops
+//! with the role, and a gRPC server future driven with a shutdown grace.
+
+use std::future::Future;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::http::{MetricsEndpoint, serve};
+
+/// Serves `/metrics` and `/healthz` on `listener` (healthy while `ready` is true) until
+/// `stopping` turns true.
+pub fn spawn_metrics_endpoint(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    ready: watch::Receiver<bool>,
+    mut stopping: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(serve(
+        listener,
+        MetricsEndpoint { handle, ready },
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        },
+    ))
+}
+
+/// Drives `server` (a tonic `serve_with_incoming_shutdown` future) to its end. Once
+/// `signalled` fires — the server's shutdown future completed — in-flight rpcs get `grace`;
+/// after that the remaining connections are dropped (a client that stopped reading a
+/// stream would otherwise hold the shutdown forever) and this returns `Ok`.
+pub async fn serve_with_grace<E>(
+    server: impl Future<Output = Result<(), E>>,
+    signalled: oneshot::Receiver<()>,
+    grace: Duration,
+) -> Result<(), E> {
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => served,
+        () = async {
+            if signalled.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "in-flight rpcs outlived the shutdown grace; closing their connections");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_server_that_outlives_the_grace_is_dropped() {
+        let (tx, rx) = oneshot::channel();
+        tx.send(()).unwrap();
+        let stuck = std::future::pending::<Result<(), ()>>();
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            serve_with_grace(stuck, rx, Duration::from_millis(50)).await,
+            Ok(())
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        let (_tx, rx) = oneshot::channel::<()>();
+        let done = async { Err::<(), _>("failed") };
+        assert_eq!(
+            serve_with_grace(done, rx, Duration::from_secs(3)).await,
+            Err("failed")
+        );
+    }
+}
