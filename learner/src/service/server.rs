@@ -118,6 +118,9 @@ pub async fn run(
         keep_checkpoints: config.keep_checkpoints,
     }
     .spawn(batches_rx)?;
+    if config.advertise.is_none() && grpc_addr.ip().is_unspecified() {
+        tracing::warn!(%grpc_addr, "listening on all interfaces without --advertise: actors are told http://{grpc_addr}, which they cannot reach; pass --advertise http://HOST:PORT");
+    }
     let (published_tx, published_rx) = watch::channel(None);
     let link_task = tokio::spawn(link::run(
         LinkConfig {
