@@ -126,14 +126,20 @@ impl TrainingThread {
                 .transpose()?;
             if let Some(report) = &report {
                 record(player, report, started);
+                let message = if version > before {
+                    "update saved"
+                } else {
+                    "batch consumed without an update (no item with a learning signal, or every step skipped)"
+                };
                 tracing::info!(
                     player,
                     version,
                     trajectories = report.trajectories,
                     items = report.items,
+                    flat_groups = report.groups.flat_groups,
                     loss = report.means().loss,
                     seconds = started.elapsed().as_secs_f64(),
-                    "update saved"
+                    "{message}"
                 );
             }
             if let Some(export) = export {
