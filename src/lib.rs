@@ -5,7 +5,9 @@
 //!
 //! - [`pipeline`]: settings, the run directory, warm-up, adversarial iterations,
 //!   evaluation and resume;
-//! - [`report`]: `report.html` with inline SVG plots.
+//! - [`report`]: `report.html` with inline SVG plots;
+//! - [`cluster`]: the distributed roles as local processes (`arlas train --processes`).
 
+pub mod cluster;
 pub mod pipeline;
 pub mod report;

@@ -9,4 +9,5 @@ pub mod game;
 pub mod learner;
 pub mod logging;
 pub mod model;
+pub mod processes;
 pub mod train;

@@ -32,6 +32,16 @@ pub struct TrainArgs {
     /// Print the final summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Run the adversarial iterations as a cluster on this machine: a coordinator, one
+    /// learner per player and this many actor processes on loopback (after the warm-up,
+    /// which runs in-process). Roles' data and logs go to RUN_DIR/cluster/.
+    #[arg(long, env = "ARLAS_PROCESSES", conflicts_with = "resume")]
+    pub processes: Option<usize>,
+    /// With --processes: lock-step training (actors wait for new versions after each round;
+    /// learners train only on the current version's trajectories), for comparison with the
+    /// default asynchronous mode.
+    #[arg(long, requires = "processes")]
+    pub sync: bool,
 }
 
 /// Settings of a run; each flag overrides the config file or the defaults.
@@ -195,6 +205,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
                 None => Settings::default(),
             };
             args.settings.apply(&mut settings);
+            if let Some(actors) = args.processes {
+                return super::processes::run(dir, settings, actors, args.sync, args.quiet);
+            }
             (dir.clone(), Start::New(Box::new(settings)))
         }
         (None, None) => anyhow::bail!("give --run-dir DIR for a new run or --resume DIR"),

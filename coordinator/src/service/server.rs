@@ -23,6 +23,9 @@ use super::owner::CoordinatorHandle;
 use super::state::CoordinatorState;
 use crate::error::{Error, Result};
 
+/// How long the state thread may take to end after the server stopped.
+const STATE_THREAD_JOIN: Duration = Duration::from_secs(5);
+
 /// Everything `run` needs besides its listeners.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -125,8 +128,17 @@ pub async fn run(
             let _ = signalled_tx.send(());
         });
     let served = serve_with_grace(serve, signalled, config.shutdown_grace).await;
-    // The server dropped its services (and their handles): the state thread ends.
-    let _ = tokio::task::spawn_blocking(move || state_thread.join()).await;
+    // The server dropped its services (and their handles): the state thread ends. Not if a
+    // connection dropped only after the grace still holds a handle in a task of its own:
+    // then the thread is left to the process's exit (every write it makes is atomic).
+    let joined = tokio::time::timeout(
+        STATE_THREAD_JOIN,
+        tokio::task::spawn_blocking(move || state_thread.join()),
+    )
+    .await;
+    if joined.is_err() {
+        tracing::warn!(timeout = ?STATE_THREAD_JOIN, "the state thread still has users after the shutdown grace; exiting without it");
+    }
     if let Some(task) = metrics_task {
         let _ = task.await;
     }

@@ -1,0 +1,255 @@
+//! A whole cluster on one machine: a coordinator, one learner per player and N actors, each
+//! a real `arlas` process on loopback, in one directory:
+//!
+//! ```text
+//! DIR/
+//!   token              the shared token (every role gets --token-file)
+//!   coordinator/       the coordinator's --data
+//!   learner-agent/     the agent learner's --data (checkpoints/vNNNNNNNN/ are its versions)
+//!   learner-attacker/  the attacker learner's --data
+//!   actor-K/           actor K's checkpoint cache
+//!   logs/ROLE.log      each role's stdout and stderr
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::process::RoleProcess;
+
+/// How long a role may take to print its start line and to become ready.
+pub const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a role gets to exit after SIGTERM.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// What to launch.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The `arlas` binary.
+    pub exe: PathBuf,
+    /// The cluster's directory (layout above); created if absent, reused if present (every
+    /// role resumes from its own data).
+    pub dir: PathBuf,
+    /// Actor processes started with the cluster.
+    pub actors: usize,
+    /// Extra arguments of `arlas coordinator`.
+    pub coordinator_args: Vec<String>,
+    /// Extra arguments of both learners.
+    pub learner_args: Vec<String>,
+    /// Extra arguments of the agent learner (e.g. `--init RUN/agent/warmup`).
+    pub agent_learner_args: Vec<String>,
+    /// Extra arguments of the attacker learner.
+    pub attacker_learner_args: Vec<String>,
+    /// Extra arguments of every actor.
+    pub actor_args: Vec<String>,
+    /// Environment of every role (e.g. `CANDLE_NUM_THREADS`).
+    pub env: Vec<(String, String)>,
+}
+
+/// The running cluster. Dropping it kills every role; [`LocalCluster::shutdown`] stops them
+/// cleanly.
+#[derive(Debug)]
+pub struct LocalCluster {
+    config: ClusterConfig,
+    token: PathBuf,
+    url: String,
+    /// The coordinator.
+    pub coordinator: RoleProcess,
+    /// The agent's learner.
+    pub agent_learner: RoleProcess,
+    /// The attacker's learner.
+    pub attacker_learner: RoleProcess,
+    /// The actors, in start order.
+    pub actors: Vec<RoleProcess>,
+    next_actor: usize,
+}
+
+impl LocalCluster {
+    /// Starts the coordinator, then both learners, then the actors, each ready before the
+    /// next starts (learners publish their first version while starting).
+    pub fn start(config: ClusterConfig) -> anyhow::Result<Self> {
+        let dir = &config.dir;
+        std::fs::create_dir_all(dir.join("logs"))
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let token = dir.join("token");
+        if !token.exists() {
+            write_token(&token)?;
+        }
+        let mut coordinator = spawn(
+            &config,
+            "coordinator",
+            [
+                "coordinator",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--data",
+            ]
+            .into_iter()
+            .map(String::from)
+            .chain([path_arg(&dir.join("coordinator"))])
+            .chain(token_args(&token))
+            .chain(config.coordinator_args.iter().cloned())
+            .collect(),
+        )?;
+        coordinator.wait_ready(START_TIMEOUT)?;
+        coordinator.pin_addresses();
+        let grpc = coordinator
+            .announced()
+            .grpc
+            .context("the coordinator announced no gRPC address")?;
+        let url = format!("http://{grpc}");
+        let learner = |player: &str, extra: &[String]| -> anyhow::Result<RoleProcess> {
+            let name = format!("learner-{player}");
+            let mut args: Vec<String> = [
+                "learner",
+                "--player",
+                player,
+                "--coordinator",
+                &url,
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--data",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect();
+            args.push(path_arg(&dir.join(&name)));
+            args.extend(token_args(&token));
+            args.extend(config.learner_args.iter().cloned());
+            args.extend(extra.iter().cloned());
+            let mut role = spawn(&config, &name, args)?;
+            role.wait_ready(START_TIMEOUT)?;
+            role.pin_addresses();
+            Ok(role)
+        };
+        let agent_learner = learner("agent", &config.agent_learner_args)?;
+        let attacker_learner = learner("attacker", &config.attacker_learner_args)?;
+        let mut cluster = Self {
+            token,
+            url,
+            coordinator,
+            agent_learner,
+            attacker_learner,
+            actors: Vec::new(),
+            next_actor: 0,
+            config,
+        };
+        for _ in 0..cluster.config.actors {
+            cluster.add_actor()?;
+        }
+        Ok(cluster)
+    }
+
+    /// The coordinator's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The token file every role uses.
+    pub fn token_file(&self) -> &Path {
+        &self.token
+    }
+
+    /// The cluster's directory.
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// Starts one more actor (it joins the running cluster) and returns it; it is not
+    /// waited for: an actor is ready once it plays, which needs both first versions.
+    pub fn add_actor(&mut self) -> anyhow::Result<&mut RoleProcess> {
+        let k = self.next_actor;
+        self.next_actor += 1;
+        let name = format!("actor-{k}");
+        let mut args: Vec<String> = [
+            "actor",
+            "--coordinator",
+            &self.url,
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--name",
+            &name,
+            "--cache",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        args.push(path_arg(&self.config.dir.join(&name)));
+        args.extend(token_args(&self.token));
+        args.extend(self.config.actor_args.iter().cloned());
+        let role = spawn(&self.config, &name, args)?;
+        self.actors.push(role);
+        let last = self.actors.len() - 1;
+        Ok(&mut self.actors[last])
+    }
+
+    /// Every role, actors first, then learners, then the coordinator.
+    pub fn roles_mut(&mut self) -> impl Iterator<Item = &mut RoleProcess> {
+        self.actors.iter_mut().chain([
+            &mut self.agent_learner,
+            &mut self.attacker_learner,
+            &mut self.coordinator,
+        ])
+    }
+
+    /// Stops every role with SIGTERM (actors first, the coordinator last) and reports the
+    /// roles that did not exit cleanly.
+    pub fn shutdown(mut self) -> anyhow::Result<()> {
+        let mut unclean = Vec::new();
+        for role in self.roles_mut() {
+            match role.terminate(STOP_GRACE)? {
+                Some(status) if !status.success() => {
+                    unclean.push(format!("{} ({status})", role.name()));
+                }
+                _ => {}
+            }
+        }
+        anyhow::ensure!(
+            unclean.is_empty(),
+            "roles that did not stop cleanly: {}; see their logs in {}",
+            unclean.join(", "),
+            self.config.dir.join("logs").display()
+        );
+        Ok(())
+    }
+}
+
+fn spawn(config: &ClusterConfig, name: &str, args: Vec<String>) -> anyhow::Result<RoleProcess> {
+    let log = config.dir.join("logs").join(format!("{name}.log"));
+    RoleProcess::spawn(
+        &config.exe,
+        name,
+        args,
+        config.env.clone(),
+        &log,
+        START_TIMEOUT,
+    )
+}
+
+fn token_args(token: &Path) -> [String; 2] {
+    ["--token-file".to_string(), path_arg(token)]
+}
+
+fn path_arg(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// A fresh random token, readable by the owner only.
+fn write_token(path: &Path) -> anyhow::Result<()> {
+    use rand::Rng as _;
+    let bytes: [u8; 32] = rand::rng().random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(path, format!("{hex}\n"))
+        .with_context(|| format!("cannot write the token {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
