@@ -50,6 +50,10 @@ pub struct EvalArgs {
     /// Print one JSON object on stdout (otherwise a table).
     #[arg(long)]
     pub json: bool,
+    /// Also write every attacked episode to this JSON Lines file: task, attacker, the
+    /// injections, the agent's actions as it wrote them, outcome — to see what it does.
+    #[arg(long)]
+    pub transcripts: Option<PathBuf>,
 }
 
 fn load(spec: &str, models_dir: &std::path::Path, device: &Device) -> anyhow::Result<Policy> {
@@ -113,6 +117,9 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         config.game.max_turns = t;
     }
     let (report, attacked) = evaluate_agent(&agent, 0, &mut opponents, &specs, &config)?;
+    if let Some(path) = &args.transcripts {
+        write_transcripts(path, &agent, &attacked)?;
+    }
     let mut by_attacker = serde_json::to_value(&report.by_attacker)?;
     // Diversity of what each attacker wrote.
     if let Some(map) = by_attacker.as_object_mut() {
@@ -163,5 +170,37 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// One JSON line per episode: what the attacker injected and what the agent wrote.
+fn write_transcripts(
+    path: &std::path::Path,
+    agent: &Policy,
+    episodes: &[arlas_actor::Trajectory],
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    for t in episodes {
+        let actions = t
+            .agent
+            .iter()
+            .map(|s| agent.tokenizer().decode(&s.completion, true))
+            .collect::<Result<Vec<_>, _>>()?;
+        let line = json!({
+            "suite": t.spec.suite.name(),
+            "template": t.spec.template,
+            "seed": t.spec.seed,
+            "attacker": t.opponent,
+            "injections": t.injections,
+            "agent_actions": actions,
+            "outcome": t.outcome,
+            "turns": t.turns,
+        });
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
     Ok(())
 }
