@@ -9,6 +9,8 @@
 #   - every kustomization renders with `kubectl kustomize`, validates strictly against the
 #     Kubernetes schemas of each version in ARLAS_K8S_VERSIONS (kubernetes-validate, offline),
 #     and passes deploy/ci/check_k8s.py (probes, resources, services, secrets, topology);
+#   - every flag and ARLAS_* variable the compose file and manifests give a role is one that role
+#     has, per docs/config-reference.md (generated from clap; deploy/ci/check_role_flags.py);
 #   - alert rules pass `promtool check rules` and their unit tests (`promtool test rules`);
 #     Prometheus configs pass `promtool check config`;
 #   - the Grafana dashboard is valid JSON, uses only docs/metrics.md names, shows all of them,
@@ -136,6 +138,7 @@ compose_check() {
   echo stand-in >"$WORK/token"
   ARLAS_TOKEN_FILE="$WORK/token" GRAFANA_PASSWORD_FILE="$WORK/token" \
     "$PY" deploy/ci/check_compose.py "$out" "$@" || return 1
+  "$PY" deploy/ci/check_role_flags.py docs/config-reference.md --compose "$out" || return 1
   "$BIN/check-jsonschema" --builtin-schema vendor.compose-spec "$out" || return 1
   if docker compose version >/dev/null 2>&1; then
     local args=()
@@ -166,7 +169,8 @@ render_and_validate() {
       return 1
     }
   done
-  "$PY" deploy/ci/check_k8s.py "$out" "$@"
+  "$PY" deploy/ci/check_k8s.py "$out" "$@" || return 1
+  "$PY" deploy/ci/check_role_flags.py docs/config-reference.md --k8s "$out"
 }
 check "k8s: deploy/k8s/base renders and validates ($K8S_VERSIONS)" \
   render_and_validate deploy/k8s/base --external-secret arlas-token

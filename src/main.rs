@@ -43,6 +43,9 @@ enum Command {
     Learner(Box<cli::learner::LearnerArgs>),
     /// Play episodes for a distributed run and stream the trajectories to the learners.
     Actor(Box<cli::actor::ActorArgs>),
+    /// Print every subcommand's flags as Markdown (docs/config-reference.md).
+    #[command(hide = true)]
+    ConfigReference,
 }
 
 /// Candle 0.11 runs element-wise ops on a pool of threads that wait at a spinning barrier
@@ -76,5 +79,9 @@ fn main() -> anyhow::Result<()> {
         Command::Coordinator(args) => cli::coordinator::run(*args),
         Command::Learner(args) => cli::learner::run(*args),
         Command::Actor(args) => cli::actor::run(*args),
+        Command::ConfigReference => {
+            cli::config_reference::print(&<Cli as clap::CommandFactory>::command());
+            Ok(())
+        }
     }
 }

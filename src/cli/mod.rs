@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod bench;
+pub mod config_reference;
 pub mod coordinator;
 pub mod eval;
 pub mod game;
