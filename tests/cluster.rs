@@ -7,11 +7,11 @@
 //! learner comes back by itself and intake goes on. Every test ends with a clean SIGTERM
 //! shutdown (every role exits 0).
 //!
-//! Throughout, each learner's `GetLearnerStatus` must say `accepted_total == trained_total
-//! + queue_depth`, `accepted_total` and the versions may never go down, and a learner's
-//! `accepted_total` must cover every ACCEPTED ack its actors counted (read before it).
-//! Random tiny policies make flat GRPO groups, so versions need not increase; the tests
-//! assert on trajectories, not on learning.
+//! Throughout, each learner's `GetLearnerStatus` must say
+//! `accepted_total == trained_total + queue_depth`, `accepted_total` and the versions may
+//! never go down, and a learner's `accepted_total` must cover every ACCEPTED ack its
+//! actors counted (read before it). Random tiny policies make flat GRPO groups, so versions
+//! need not increase; the tests assert on trajectories, not on learning.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -524,10 +524,19 @@ fn a_coordinator_killed_mid_run_comes_back_with_its_state_and_everyone_reconnect
         "a killed coordinator answered"
     );
 
-    // Down for a moment: the learners' streams from the actors keep working meanwhile.
-    std::thread::sleep(Duration::from_secs(2));
+    // Down for longer than a heartbeat interval (TTL / 3), so that every client sees the
+    // coordinator gone and retries with backoff; the streams from the actors to the
+    // learners do not need it.
+    std::thread::sleep(Duration::from_secs(LEASE_TTL_SECS / 2));
     assert_alive_except_coordinator(&mut cluster);
-    obs.intake();
+    let while_down = obs.intake();
+    eprintln!(
+        "while the coordinator was down the learners accepted {:?} more",
+        [
+            while_down.accepted[0] - at_kill.accepted[0],
+            while_down.accepted[1] - at_kill.accepted[1]
+        ]
+    );
 
     let restarted = Instant::now();
     cluster
@@ -613,10 +622,12 @@ fn a_coordinator_killed_mid_run_comes_back_with_its_state_and_everyone_reconnect
                 .then_some(now)
         },
     );
+    let went_on_after = restarted.elapsed();
     let last = obs.run_state(&url).unwrap();
     assert!(learners_listed(&last));
     eprintln!(
-        "after the restart the learners went on to {went_on:?}; agent v{} attacker v{} population {} ({:.1} s)",
+        "{:.1} s after the restart the learners went on to {went_on:?}; agent v{} attacker v{} population {} ({:.1} s)",
+        went_on_after.as_secs_f64(),
         last.agent.version,
         last.attacker.version,
         last.population_size,
