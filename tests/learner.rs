@@ -361,7 +361,7 @@ async fn sigkill_and_restart_lose_nothing_acknowledged_and_versions_stay_monoton
     );
     assert!(value("arlas_updates_total{player=\"agent\"}") >= 1.0);
     assert!(value("arlas_policy_version{player=\"agent\"}") >= 2.0);
-    assert!(value("arlas_learner_busy_milliseconds_total{player=\"agent\"}") > 0.0);
+    assert!(value("arlas_learner_batch_seconds_sum{player=\"agent\"}") > 0.0);
     for name in [
         "arlas_loss{",
         "arlas_kl{",

@@ -47,7 +47,7 @@ pub const UPDATES_TOTAL: &str = "arlas_updates_total";
 pub const UPDATES_SKIPPED_TOTAL: &str = "arlas_updates_skipped_total";
 pub const LEARNER_LAST_UPDATE_TIMESTAMP_SECONDS: &str =
     "arlas_learner_last_update_timestamp_seconds";
-pub const LEARNER_BUSY_MILLISECONDS_TOTAL: &str = "arlas_learner_busy_milliseconds_total";
+pub const LEARNER_BATCH_SECONDS: &str = "arlas_learner_batch_seconds";
 
 /// Buckets of latency histograms, in seconds.
 const SECONDS_BUCKETS: [f64; 12] = [
@@ -143,10 +143,10 @@ fn describe_all() {
         Unit::Seconds,
         "unix time of the last update, per player"
     );
-    describe_counter!(
-        LEARNER_BUSY_MILLISECONDS_TOTAL,
-        Unit::Milliseconds,
-        "milliseconds the learner spent training and saving checkpoints, per player (rate / 1000 is the busy fraction)"
+    describe_histogram!(
+        LEARNER_BATCH_SECONDS,
+        Unit::Seconds,
+        "time the learner spent on one batch (training and saving its checkpoint), per player; rate of _sum is the busy fraction"
     );
 }
 

@@ -174,6 +174,6 @@ fn record(player: &'static str, report: &UpdateReport, started: Instant) {
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     metrics::gauge!(names::LEARNER_LAST_UPDATE_TIMESTAMP_SECONDS, "player" => player).set(now);
-    let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    metrics::counter!(names::LEARNER_BUSY_MILLISECONDS_TOTAL, "player" => player).increment(millis);
+    metrics::histogram!(names::LEARNER_BATCH_SECONDS, "player" => player)
+        .record(started.elapsed().as_secs_f64());
 }
