@@ -262,10 +262,19 @@ impl Node {
         let agent_version = self.policies()?.version(Player::Agent);
         let attacker_version = self.policies()?.version(Player::Attacker);
         let count = u32::try_from(self.config.shape.tasks).unwrap_or(u32::MAX);
-        let assigned = self
+        // Actors do not wait for the coordinator either: without an answer (it is down or
+        // restarting) the agent phase plays the current attacker, as with an empty population.
+        let assigned = match self
             .client
             .assign_opponents(lease, agent_version, count.clamp(1, 1024))
-            .await?;
+            .await
+        {
+            Ok(assigned) => assigned,
+            Err(e) => {
+                tracing::warn!(error = %e, "no opponents from the coordinator; this round's agent phase plays the current attacker");
+                Vec::new()
+            }
+        };
         self.load_members(&assigned).await?;
         let plan = self.planner.plan(&assigned);
         let _ = self.ready.send(true);
