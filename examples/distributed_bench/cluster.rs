@@ -77,7 +77,7 @@ async fn snapshot(cluster: &LocalCluster, token: &Token) -> anyhow::Result<Snaps
             .announced()
             .metrics
             .context("a learner without metrics")?;
-        s.busy_ms[i] = scrape(metrics, "arlas_learner_busy_milliseconds_total")?;
+        s.busy_ms[i] = scrape(metrics, "arlas_learner_batch_seconds_sum")? * 1000.0;
         s.updates[i] = scrape(metrics, "arlas_updates_total")?;
     }
     Ok(s)

@@ -161,6 +161,14 @@ impl Learner {
         self.version
     }
 
+    /// Moves to the next version with the weights unchanged: lock-step (`--sync`) training
+    /// publishes one version per batch even when a batch taught nothing, so that actors
+    /// waiting for new versions go on.
+    pub fn advance_version(&mut self) -> u64 {
+        self.version += 1;
+        self.version
+    }
+
     pub fn config(&self) -> &LearnerConfig {
         &self.config
     }

@@ -627,8 +627,19 @@ async fn a_restarted_coordinator_gets_the_learner_back_and_streams_keep_working(
             Err(_) => false,
         }
     };
-    wait_until("the learner's registration", 30, || {
-        registered(cluster.coordinator_url.clone())
+    // Registered and its first version published (the learner registers, then publishes).
+    let published = |url: String| async move {
+        let token = Token::parse(TOKEN).unwrap();
+        match CoordinatorClient::connect(&url, Some(&token)).await {
+            Ok(mut c) => c
+                .run_state()
+                .await
+                .is_ok_and(|r| r.learners.len() == 1 && r.agent.version == 1),
+            Err(_) => false,
+        }
+    };
+    wait_until("the learner's registration and first publish", 30, || {
+        published(cluster.coordinator_url.clone())
     })
     .await;
     let mut client = cluster.client(Some(TOKEN)).await;

@@ -116,6 +116,7 @@ pub async fn run(
         exports: exports_tx,
         seed: config.seed,
         keep_checkpoints: config.keep_checkpoints,
+        sync: config.sync,
     }
     .spawn(batches_rx)?;
     if config.advertise.is_none() && grpc_addr.ip().is_unspecified() {

@@ -68,6 +68,8 @@ pub struct TrainingThread {
     pub exports: watch::Sender<Option<Export>>,
     pub seed: u64,
     pub keep_checkpoints: usize,
+    /// Lock-step mode: every batch makes a new version, even one that taught nothing.
+    pub sync: bool,
 }
 
 impl TrainingThread {
@@ -106,6 +108,9 @@ impl TrainingThread {
                 }
                 Err(e) => return Err(e),
             };
+            if self.sync && self.learner.version() == before {
+                self.learner.advance_version();
+            }
             let version = self.learner.version();
             if version > before {
                 let dir = self.data.checkpoint(version);
