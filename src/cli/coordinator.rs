@@ -2,7 +2,6 @@
 //! checkpoints) over gRPC. Settings come from flags (or their `ARLAS_*` variables), then a
 //! TOML file (`--config`), then defaults; see docs/distributed.md.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -172,38 +171,16 @@ fn resolve(args: CoordinatorArgs) -> anyhow::Result<Settings> {
 /// Runs the coordinator until SIGTERM or Ctrl-C.
 pub fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
     let settings = resolve(args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("arlas-coordinator")
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(serve(settings))
+    super::role::runtime("coordinator")?.block_on(serve(settings))
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    // Refuse an open listener without a token before binding anything.
-    arlas_runtime::auth::check_listen(settings.listen, settings.server.token.as_ref())?;
-    let grpc = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (--listen)", settings.listen))?;
-    let metrics = tokio::net::TcpListener::bind(settings.metrics_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (--metrics-listen)",
-                settings.metrics_listen
-            )
-        })?;
-    let announce = serde_json::json!({
-        "event": "listening",
-        "grpc": grpc.local_addr()?.to_string(),
-        "metrics": metrics.local_addr()?.to_string(),
-    });
-    {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{announce}")?;
-        stdout.flush()?;
-    }
+    let (grpc, metrics) = super::role::bind_and_announce(
+        settings.listen,
+        settings.metrics_listen,
+        settings.server.token.as_ref(),
+    )
+    .await?;
     arlas_coordinator::service::run(
         Listeners {
             grpc,

@@ -11,4 +11,5 @@ pub mod learner;
 pub mod logging;
 pub mod model;
 pub mod processes;
+pub mod role;
 pub mod train;
