@@ -2,6 +2,7 @@
 //! with the role, and a gRPC server future driven with a shutdown grace.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -9,6 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::Result;
+use crate::auth::{Token, check_listen};
 use crate::http::{MetricsEndpoint, serve};
 
 /// Serves `/metrics` and `/healthz` on `listener` (healthy while `ready` is true) until
@@ -26,6 +29,52 @@ pub fn spawn_metrics_endpoint(
             let _ = stopping.wait_for(|s| *s).await;
         },
     ))
+}
+
+/// What every serving role starts with and stops with: the token rule for its gRPC address
+/// (refused off loopback without a token, a warning on loopback), the process's metrics
+/// recorder, and `/metrics` + `/healthz` on `metrics` — unhealthy until [`Self::ready`] is
+/// set, stopped once [`Self::stopping`] is.
+#[derive(Debug)]
+pub struct RoleEndpoints {
+    /// Set true once the role serves (and false when it begins to stop).
+    pub ready: watch::Sender<bool>,
+    /// Set true when the role begins to stop; services subscribe to end their streams.
+    pub stopping: watch::Sender<bool>,
+    metrics_task: Option<JoinHandle<()>>,
+}
+
+impl RoleEndpoints {
+    /// Checks the token rule for `grpc_addr`, installs the recorder for `role` and starts
+    /// the metrics endpoint (if a listener is given).
+    pub fn start(
+        role: &'static str,
+        grpc_addr: SocketAddr,
+        token: Option<&Token>,
+        metrics: Option<TcpListener>,
+    ) -> Result<Self> {
+        check_listen(grpc_addr, token)?;
+        if token.is_none() {
+            tracing::warn!(%grpc_addr, "no token: rpcs are not authenticated (allowed on loopback only)");
+        }
+        let handle = crate::metrics::install(role)?;
+        let (ready, ready_rx) = watch::channel(false);
+        let (stopping, stopping_rx) = watch::channel(false);
+        let metrics_task =
+            metrics.map(|listener| spawn_metrics_endpoint(listener, handle, ready_rx, stopping_rx));
+        Ok(Self {
+            ready,
+            stopping,
+            metrics_task,
+        })
+    }
+
+    /// Waits for the metrics endpoint to end (after `stopping` was set).
+    pub async fn finish(self) {
+        if let Some(task) = self.metrics_task {
+            let _ = task.await;
+        }
+    }
 }
 
 /// Drives `server` (a tonic `serve_with_incoming_shutdown` future) to its end. Once

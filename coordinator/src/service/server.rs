@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use arlas_proto::limits::MAX_MESSAGE_BYTES;
 use arlas_proto::v1::coordinator_server::CoordinatorServer;
-use arlas_runtime::auth::{RequireToken, Token, check_listen};
-use arlas_runtime::serve::{serve_with_grace, spawn_metrics_endpoint};
+use arlas_runtime::auth::{RequireToken, Token};
+use arlas_runtime::serve::{RoleEndpoints, serve_with_grace};
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
@@ -62,16 +62,13 @@ pub async fn run(
         what: "the gRPC listener".into(),
         reason: e.to_string(),
     })?;
-    check_listen(grpc_addr, config.token.as_ref())?;
-    if config.token.is_none() {
-        tracing::warn!(%grpc_addr, "no token: rpcs are not authenticated (allowed on loopback only)");
-    }
-    let metrics = arlas_runtime::metrics::install("coordinator")?;
-    let (ready_tx, ready) = watch::channel(false);
-    let (stopping_tx, stopping) = watch::channel(false);
-    let metrics_task = listeners
-        .metrics
-        .map(|listener| spawn_metrics_endpoint(listener, metrics, ready, stopping.clone()));
+    let endpoints = RoleEndpoints::start(
+        "coordinator",
+        grpc_addr,
+        config.token.as_ref(),
+        listeners.metrics,
+    )?;
+    let stopping = endpoints.stopping.subscribe();
 
     tokio::pin!(shutdown);
     let (data_dir, coordinator) = (config.data_dir.clone(), config.coordinator.clone());
@@ -84,7 +81,7 @@ pub async fn run(
         })??,
         () = &mut shutdown => {
             tracing::info!("shutdown requested while verifying the data directory");
-            let _ = stopping_tx.send(true);
+            let _ = endpoints.stopping.send(true);
             return Ok(());
         }
     };
@@ -106,7 +103,7 @@ pub async fn run(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let auth = RequireToken::new(config.token.clone());
-    let _ = ready_tx.send(true);
+    let _ = endpoints.ready.send(true);
     tracing::info!(%grpc_addr, data = %config.data_dir.display(), "coordinator ready");
 
     // Health answers without the token: kubelet gRPC probes cannot send metadata.
@@ -117,14 +114,14 @@ pub async fn run(
         .add_service(InterceptedService::new(reflection, auth))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), async {
             shutdown.await;
-            let _ = ready_tx.send(false);
+            let _ = endpoints.ready.send(false);
             health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
             health
                 .set_not_serving::<CoordinatorServer<CoordinatorService>>()
                 .await;
-            let _ = stopping_tx.send(true);
+            let _ = endpoints.stopping.send(true);
             let _ = signalled_tx.send(());
         });
     let served = serve_with_grace(serve, signalled, config.shutdown_grace).await;
@@ -139,9 +136,7 @@ pub async fn run(
     if joined.is_err() {
         tracing::warn!(timeout = ?STATE_THREAD_JOIN, "the state thread still has users after the shutdown grace; exiting without it");
     }
-    if let Some(task) = metrics_task {
-        let _ = task.await;
-    }
+    endpoints.finish().await;
     served.map_err(|e| Error::Serve {
         what: grpc_addr.to_string(),
         reason: e.to_string(),

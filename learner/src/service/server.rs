@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use arlas_proto::limits::MAX_MESSAGE_BYTES;
 use arlas_proto::v1::learner_server::LearnerServer;
-use arlas_runtime::auth::{RequireToken, check_listen};
-use arlas_runtime::serve::{serve_with_grace, spawn_metrics_endpoint};
+use arlas_runtime::auth::RequireToken;
+use arlas_runtime::serve::{RoleEndpoints, serve_with_grace};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -75,16 +75,13 @@ pub async fn run(
         .grpc
         .local_addr()
         .map_err(|e| serve_error("the gRPC listener")(e.to_string()))?;
-    check_listen(grpc_addr, config.token.as_ref())?;
-    if config.token.is_none() {
-        tracing::warn!(%grpc_addr, "no token: rpcs are not authenticated (allowed on loopback only)");
-    }
-    let metrics = arlas_runtime::metrics::install("learner")?;
-    let (ready_tx, ready) = watch::channel(false);
-    let (stopping_tx, stopping) = watch::channel(false);
-    let metrics_task = listeners
-        .metrics
-        .map(|listener| spawn_metrics_endpoint(listener, metrics, ready, stopping.clone()));
+    let endpoints = RoleEndpoints::start(
+        "learner",
+        grpc_addr,
+        config.token.as_ref(),
+        listeners.metrics,
+    )?;
+    let stopping = endpoints.stopping.subscribe();
 
     tokio::pin!(shutdown);
     let opening = {
@@ -95,7 +92,7 @@ pub async fn run(
         opened = opening => opened.map_err(|e| serve_error("the data directory")(e.to_string()))??,
         () = &mut shutdown => {
             tracing::info!("shutdown requested while opening the data directory");
-            let _ = stopping_tx.send(true);
+            let _ = endpoints.stopping.send(true);
             return Ok(());
         }
     };
@@ -155,7 +152,7 @@ pub async fn run(
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let auth = RequireToken::new(config.token.clone());
-    let _ = ready_tx.send(true);
+    let _ = endpoints.ready.send(true);
     tracing::info!(%grpc_addr, data = %config.data_dir.display(), player = %config.player, "learner ready");
 
     // The intake and training threads end only on Stop or on a failure: either one ending
@@ -201,14 +198,14 @@ pub async fn run(
                     tracing::error!("a learner thread stopped: shutting down");
                 }
             }
-            let _ = ready_tx.send(false);
+            let _ = endpoints.ready.send(false);
             health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
             health
                 .set_not_serving::<LearnerServer<LearnerService>>()
                 .await;
-            let _ = stopping_tx.send(true);
+            let _ = endpoints.stopping.send(true);
             let _ = signalled_tx.send(());
         });
     let grace = config.shutdown_grace;
@@ -235,9 +232,7 @@ pub async fn run(
         _ => tracing::warn!(?grace, "the learner threads outlived the shutdown grace"),
     }
     let _ = tokio::time::timeout(Duration::from_secs(3), link_task).await;
-    if let Some(task) = metrics_task {
-        let _ = task.await;
-    }
+    endpoints.finish().await;
     served.map_err(|e| serve_error(&grpc_addr.to_string())(e.to_string()))?;
     if let Some(e) = failure {
         tracing::error!(error = %e, "learner stopped on a failure");
