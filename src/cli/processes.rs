@@ -15,6 +15,8 @@ use arlas_coordinator::service::{CoordinatorClient, RunView};
 use arlas_proto::v1;
 use arlas_proto::v1::learner_client::LearnerClient;
 use arlas_runtime::auth::{AttachToken, Token};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
 /// How often the coordinator is asked for the run's state.
 const POLL: Duration = Duration::from_secs(2);
@@ -49,10 +51,6 @@ pub fn run(
     let outcome = runtime.block_on(watch(&mut cluster, target));
     // Closes this process's connections, so that the roles' graceful shutdown need not wait.
     drop(runtime);
-    let final_agent = match &outcome {
-        Ok(view) => Some(view.agent.version),
-        Err(_) => None,
-    };
     let stopped = cluster.shutdown();
     let view = outcome?;
     stopped?;
@@ -64,7 +62,7 @@ pub fn run(
         view.population_size,
         checkpoint.display()
     );
-    if final_agent.is_some() && settings.eval.episodes > 0 {
+    if settings.eval.episodes > 0 {
         evaluate(dir, &checkpoint, &settings)?;
     }
     Ok(())
@@ -176,17 +174,26 @@ fn print_endpoints(cluster: &mut LocalCluster) {
     }
 }
 
-/// A learner's status over gRPC.
-async fn learner_status(
+type StatusClient = LearnerClient<InterceptedService<Channel, AttachToken>>;
+
+/// A client of a learner's status rpc.
+async fn status_client(
     role: &arlas::cluster::RoleProcess,
     token: &Token,
-) -> anyhow::Result<v1::LearnerStatus> {
+) -> anyhow::Result<StatusClient> {
     let addr = role
         .announced()
         .grpc
         .with_context(|| format!("{} announced no gRPC address", role.name()))?;
     let channel = arlas_runtime::client::connect(&format!("http://{addr}")).await?;
-    let mut client = LearnerClient::with_interceptor(channel, AttachToken::new(Some(token)));
+    Ok(LearnerClient::with_interceptor(
+        channel,
+        AttachToken::new(Some(token)),
+    ))
+}
+
+/// A learner's status.
+async fn learner_status(client: &mut StatusClient) -> anyhow::Result<v1::LearnerStatus> {
     Ok(client
         .get_learner_status(v1::GetLearnerStatusRequest {})
         .await?
@@ -201,18 +208,16 @@ async fn watch(cluster: &mut LocalCluster, target: u64) -> anyhow::Result<RunVie
     let started = Instant::now();
     let mut last = String::new();
     // Trajectories trained before this start (a resumed cluster) do not count.
+    let mut agent_client = status_client(&cluster.agent_learner, &token).await?;
+    let mut attacker_client = status_client(&cluster.attacker_learner, &token).await?;
     let base = (
-        learner_status(&cluster.agent_learner, &token)
-            .await?
-            .trained_total,
-        learner_status(&cluster.attacker_learner, &token)
-            .await?
-            .trained_total,
+        learner_status(&mut agent_client).await?.trained_total,
+        learner_status(&mut attacker_client).await?.trained_total,
     );
     loop {
         let view = client.run_state().await?;
-        let mut agent = learner_status(&cluster.agent_learner, &token).await?;
-        let mut attacker = learner_status(&cluster.attacker_learner, &token).await?;
+        let mut agent = learner_status(&mut agent_client).await?;
+        let mut attacker = learner_status(&mut attacker_client).await?;
         agent.trained_total = agent.trained_total.saturating_sub(base.0);
         attacker.trained_total = attacker.trained_total.saturating_sub(base.1);
         let line = format!(
