@@ -68,7 +68,7 @@ pub fn demonstrations(
     let mut out = Demonstrations::default();
     for i in 0..config.episodes {
         let seed = episode_seed(config.seed, i as u64);
-        let spec = EpisodeSpec::sample(config.split, seed);
+        let spec = EpisodeSpec::sample_from(&config.game.suites, config.split, seed);
         let naive = demo_is_naive(i, config.naive_fraction);
         let mut agent = if naive {
             AgentKind::Naive(1.0).build()

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::suite::Suite;
 
 /// Rules that are configurable. `Default` gives the values used in docs/game.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,6 +16,9 @@ pub struct GameConfig {
     pub format_error_penalty: f32,
     /// Injections are cut to this many characters before they are inserted.
     pub max_injection_chars: usize,
+    /// Suites that episodes are drawn from; empty means all four. A run restricted to one
+    /// suite is the small-scale setting: fewer tools and task shapes for a small model to learn.
+    pub suites: Vec<Suite>,
 }
 
 impl Default for GameConfig {
@@ -23,6 +27,7 @@ impl Default for GameConfig {
             max_turns: 8,
             format_error_penalty: 0.0,
             max_injection_chars: 600,
+            suites: Vec::new(),
         }
     }
 }

@@ -37,6 +37,17 @@ impl EpisodeSpec {
         Self::draw(suite, split, seed, &mut rng)
     }
 
+    /// A spec in one of `suites` (any suite when empty), suite and template drawn from
+    /// `seed`. With every suite listed in [`Suite::ALL`] order this is [`Self::sample`].
+    pub fn sample_from(suites: &[Suite], split: Split, seed: u64) -> Self {
+        if suites.is_empty() {
+            return Self::sample(split, seed);
+        }
+        let mut rng = GameRng::seed_from_u64(seed);
+        let suite = suites[rng.random_range(0..suites.len())];
+        Self::draw(suite, split, seed, &mut rng)
+    }
+
     /// A spec in `suite`, template drawn from `seed`.
     pub fn sample_in(suite: Suite, split: Split, seed: u64) -> Self {
         let mut rng = GameRng::seed_from_u64(seed);

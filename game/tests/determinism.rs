@@ -244,3 +244,30 @@ fn eval_episodes_share_no_entity_with_train_episodes() {
         "entities in both splits: {unexpected:?}"
     );
 }
+
+#[test]
+fn sample_from_keeps_to_the_listed_suites() {
+    for seed in 0..64 {
+        assert_eq!(
+            EpisodeSpec::sample_from(&[], Split::Train, seed),
+            EpisodeSpec::sample(Split::Train, seed)
+        );
+        assert_eq!(
+            EpisodeSpec::sample_from(&Suite::ALL, Split::Eval, seed),
+            EpisodeSpec::sample(Split::Eval, seed)
+        );
+        let spec = EpisodeSpec::sample_from(&[Suite::Banking], Split::Eval, seed);
+        assert_eq!(spec.suite, Suite::Banking);
+        assert!(
+            Suite::Banking
+                .template_ids(Split::Eval)
+                .any(|t| t == spec.template),
+            "{spec:?}"
+        );
+        let two = EpisodeSpec::sample_from(&[Suite::Email, Suite::Travel], Split::Train, seed);
+        assert!(matches!(two.suite, Suite::Email | Suite::Travel), "{two:?}");
+    }
+    let config: arlas_game::GameConfig =
+        serde_json::from_str(r#"{"suites": ["banking"]}"#).unwrap();
+    assert_eq!(config.suites, vec![Suite::Banking]);
+}

@@ -58,6 +58,12 @@ pub struct ActorArgs {
     /// Agent turns before an episode ends at the turn limit.
     #[arg(long, env = "ARLAS_MAX_TURNS")]
     pub max_turns: Option<u32>,
+    /// Reward subtracted per format error of a player (the game's rule; default 0).
+    #[arg(long, env = "ARLAS_FORMAT_ERROR_PENALTY")]
+    pub format_error_penalty: Option<f32>,
+    /// Suites the tasks come from (comma-separated: web,email,banking,travel; default all).
+    #[arg(long, env = "ARLAS_SUITES", value_delimiter = ',')]
+    pub suites: Vec<arlas_game::Suite>,
     /// New tokens per agent action, at most.
     #[arg(long, env = "ARLAS_AGENT_MAX_TOKENS")]
     pub agent_max_tokens: Option<usize>,
@@ -100,6 +106,8 @@ struct FileConfig {
     group_size: Option<usize>,
     tasks: Option<usize>,
     max_turns: Option<u32>,
+    format_error_penalty: Option<f32>,
+    suites: Option<Vec<arlas_game::Suite>>,
     agent_max_tokens: Option<usize>,
     attacker_max_tokens: Option<usize>,
     temperature: Option<f32>,
@@ -169,6 +177,18 @@ fn resolve(args: ActorArgs) -> anyhow::Result<Settings> {
         anyhow::ensure!(t >= 1, "--max-turns must be at least 1");
         rollout.game.max_turns = t;
     }
+    if let Some(p) = args.format_error_penalty.or(file.format_error_penalty) {
+        rollout.game.format_error_penalty = p;
+    }
+    if !args.suites.is_empty() {
+        rollout.game.suites = args.suites;
+    } else if let Some(suites) = file.suites {
+        rollout.game.suites = suites;
+    }
+    rollout
+        .game
+        .validate()
+        .context("the game settings (--max-turns, --format-error-penalty) are invalid")?;
     if let Some(n) = args.agent_max_tokens.or(file.agent_max_tokens) {
         rollout.agent_sampling.max_new_tokens = n;
     }
@@ -296,7 +316,7 @@ mod tests {
         let config = tmp.path().join("actor.toml");
         std::fs::write(
             &config,
-            "coordinator = \"http://c:1\"\ncache = \"/from/file\"\ntasks = 2\ngroup_size = 3\nsync = true\nmax_turns = 5\n",
+            "coordinator = \"http://c:1\"\ncache = \"/from/file\"\ntasks = 2\ngroup_size = 3\nsync = true\nmax_turns = 5\nsuites = [\"banking\"]\nformat_error_penalty = 0.1\n",
         )
         .unwrap();
         let c = config.to_str().unwrap();
@@ -312,6 +332,8 @@ mod tests {
         );
         assert!(s.node.sync);
         assert_eq!(s.node.rollout.game.max_turns, 5);
+        assert_eq!(s.node.rollout.game.suites, vec![arlas_game::Suite::Banking]);
+        assert!((s.node.rollout.game.format_error_penalty - 0.1).abs() < 1e-6);
         assert_eq!(s.node.episodes, Some(10));
         assert_eq!(s.node.max_pending, DEFAULT_MAX_PENDING);
         assert_eq!(s.metrics_listen, DEFAULT_METRICS_LISTEN.parse().unwrap());
@@ -336,12 +358,14 @@ mod tests {
             resolve(parse(&v))
         };
         for bad in [
-            &["--group-size", "1"][..],
+            &["--format-error-penalty=-1"][..],
+            &["--group-size", "1"],
             &["--tasks", "0"],
             &["--max-pending", "0"],
             &["--device", "tpu"],
         ] {
             assert!(with(bad).is_err(), "{bad:?}");
         }
+        assert!(Cli::try_parse_from(["arlas", "--suites", "bankin"]).is_err());
     }
 }

@@ -44,6 +44,9 @@ pub struct EvalArgs {
     /// Agent turns per episode.
     #[arg(long)]
     pub max_turns: Option<u32>,
+    /// Play only these suites (comma-separated: web,email,banking,travel; default all).
+    #[arg(long, value_delimiter = ',')]
+    pub suites: Vec<arlas_game::Suite>,
     /// Where tiny models are built and smollm2 is fetched.
     #[arg(long, env = "ARLAS_MODELS_DIR", default_value = "models")]
     pub models_dir: PathBuf,
@@ -106,7 +109,9 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     }
 
     let specs: Vec<EpisodeSpec> = (0..args.episodes)
-        .map(|k| EpisodeSpec::sample(args.split, episode_seed(args.seed, k as u64)))
+        .map(|k| {
+            EpisodeSpec::sample_from(&args.suites, args.split, episode_seed(args.seed, k as u64))
+        })
         .collect();
     let mut config = RolloutConfig {
         seed: args.seed,
@@ -116,6 +121,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(t) = args.max_turns {
         config.game.max_turns = t;
     }
+    config.game.suites.clone_from(&args.suites);
     let (report, attacked) = evaluate_agent(&agent, 0, &mut opponents, &specs, &config)?;
     if let Some(path) = &args.transcripts {
         write_transcripts(path, &agent, &attacked)?;

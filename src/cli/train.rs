@@ -113,6 +113,10 @@ pub struct SettingsArgs {
     /// Agent turns per episode.
     #[arg(long)]
     pub max_turns: Option<u32>,
+    /// Play only these suites (comma-separated: web,email,banking,travel; default all) in
+    /// the warm-up, the iterations and the evaluation: the small-scale setting.
+    #[arg(long, value_delimiter = ',')]
+    pub suites: Vec<arlas_game::Suite>,
     /// New tokens an agent action may take.
     #[arg(long)]
     pub agent_max_tokens: Option<usize>,
@@ -173,6 +177,9 @@ impl SettingsArgs {
         set!(self.warmup_batch, s.warmup.minibatch_size);
         set!(self.naive_fraction, s.warmup.naive_fraction);
         set!(self.max_turns, s.rollout.game.max_turns);
+        if !self.suites.is_empty() {
+            s.rollout.game.suites.clone_from(&self.suites);
+        }
         set!(self.batch_size, s.rollout.batch_size);
         set!(
             self.agent_max_tokens,

@@ -41,7 +41,13 @@ impl Pipeline {
 
     fn train_specs(&self, seed: u64) -> Vec<EpisodeSpec> {
         (0..self.settings.tasks_per_iteration)
-            .map(|k| EpisodeSpec::sample(Split::Train, episode_seed(seed, k as u64)))
+            .map(|k| {
+                EpisodeSpec::sample_from(
+                    &self.settings.rollout.game.suites,
+                    Split::Train,
+                    episode_seed(seed, k as u64),
+                )
+            })
             .collect()
     }
 

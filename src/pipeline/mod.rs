@@ -133,7 +133,8 @@ impl Pipeline {
         };
         let eval_specs = (0..settings.eval.episodes)
             .map(|k| {
-                EpisodeSpec::sample(
+                EpisodeSpec::sample_from(
+                    &settings.rollout.game.suites,
                     Split::Eval,
                     episode_seed(settings.seed ^ EVAL_SALT, k as u64),
                 )

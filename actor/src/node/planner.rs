@@ -14,7 +14,7 @@
 
 use arlas_coordinator::service::Member;
 use arlas_game::play::episode_seed;
-use arlas_game::{EpisodeSpec, Split};
+use arlas_game::{EpisodeSpec, Split, Suite};
 
 use crate::rollout::{EpisodeJob, jobs_from};
 
@@ -67,6 +67,8 @@ impl RoundPlan {
 #[derive(Debug, Clone)]
 pub struct RoundPlanner {
     shape: RoundShape,
+    /// Suites tasks are drawn from (empty: all).
+    suites: Vec<Suite>,
     seed: u64,
     salt: u64,
     rounds: u64,
@@ -79,11 +81,19 @@ impl RoundPlanner {
     pub fn new(shape: RoundShape, seed: u64, salt: u64) -> Self {
         Self {
             shape,
+            suites: Vec::new(),
             seed: mix(seed, salt),
             salt,
             rounds: 0,
             groups: 0,
         }
+    }
+
+    /// Draws tasks from `suites` only (the game config's `suites`; empty: all).
+    #[must_use]
+    pub fn with_suites(mut self, suites: Vec<Suite>) -> Self {
+        self.suites = suites;
+        self
     }
 
     pub fn shape(&self) -> RoundShape {
@@ -135,7 +145,9 @@ impl RoundPlanner {
 
     fn specs(&self, seed: u64) -> Vec<EpisodeSpec> {
         (0..self.shape.tasks)
-            .map(|k| EpisodeSpec::sample(Split::Train, episode_seed(seed, k as u64)))
+            .map(|k| {
+                EpisodeSpec::sample_from(&self.suites, Split::Train, episode_seed(seed, k as u64))
+            })
             .collect()
     }
 

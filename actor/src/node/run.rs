@@ -123,7 +123,8 @@ pub async fn run(
         .collect();
 
     let mut node = Node {
-        planner: RoundPlanner::new(config.shape, config.seed, rand::rng().random()),
+        planner: RoundPlanner::new(config.shape, config.seed, rand::rng().random())
+            .with_suites(config.rollout.game.suites.clone()),
         config,
         client: client.clone(),
         cache,
