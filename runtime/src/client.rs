@@ -11,6 +11,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// HTTP/2 flow-control window of one stream, both directions, every role. h2's default
+/// (64 KiB) makes a 1 MiB checkpoint chunk wait for ~16 window updates; this lets a few
+/// whole chunks be in flight. It also bounds what a peer may send on a stream unread.
+pub const STREAM_WINDOW_BYTES: u32 = 8 << 20;
+/// HTTP/2 flow-control window of one connection (all its streams together).
+pub const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
+/// Largest HTTP/2 frame a role accepts (h2's default is 16 KiB: 64 frames per chunk).
+pub const MAX_FRAME_BYTES: u32 = 1 << 20;
+
 /// An endpoint for `url` (`http://host:port`; https needs tonic's TLS, not built in).
 pub fn endpoint(url: &str) -> Result<Endpoint> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -28,7 +37,10 @@ pub fn endpoint(url: &str) -> Result<Endpoint> {
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true))
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES))
 }
 
 /// Connects now; fails if the peer is not reachable.

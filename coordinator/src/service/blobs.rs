@@ -16,6 +16,7 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use arlas_proto::limits::MAX_CHUNK_BYTES;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
@@ -123,6 +124,7 @@ impl BlobStore {
             path,
             hasher: Sha256::new(),
             written: 0,
+            chunks: ChunkHasher::default(),
         })
     }
 
@@ -172,6 +174,38 @@ pub struct BlobWriter {
     path: PathBuf,
     hasher: Sha256,
     written: u64,
+    /// The download chunk checksums of the same bytes (see `chunk_digests`).
+    chunks: ChunkHasher,
+}
+
+/// The sha256 of every `MAX_CHUNK_BYTES` chunk from offset 0: the layout downloads use.
+#[derive(Debug, Default)]
+struct ChunkHasher {
+    current: Sha256,
+    filled: usize,
+    done: Vec<[u8; 32]>,
+}
+
+impl ChunkHasher {
+    fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let take = (MAX_CHUNK_BYTES - self.filled).min(bytes.len());
+            self.current.update(&bytes[..take]);
+            self.filled += take;
+            bytes = &bytes[take..];
+            if self.filled == MAX_CHUNK_BYTES {
+                self.done.push(self.current.finalize_reset().into());
+                self.filled = 0;
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<[u8; 32]> {
+        if self.filled > 0 {
+            self.done.push(self.current.finalize().into());
+        }
+        self.done
+    }
 }
 
 impl BlobWriter {
@@ -180,6 +214,7 @@ impl BlobWriter {
             file.write_all(bytes).map_err(io(&self.path))?;
         }
         self.hasher.update(bytes);
+        self.chunks.update(bytes);
         self.written += bytes.len() as u64;
         Ok(())
     }
@@ -200,6 +235,7 @@ impl BlobWriter {
         }
         let hasher = std::mem::take(&mut self.hasher);
         Ok(StagedBlob {
+            chunk_digests: std::mem::take(&mut self.chunks).finish(),
             path: std::mem::take(&mut self.path),
             blob: BlobRef {
                 id: BlobId::from_digest(&hasher.finalize()),
@@ -224,9 +260,16 @@ pub struct StagedBlob {
     path: PathBuf,
     blob: BlobRef,
     committed: bool,
+    chunk_digests: Vec<[u8; 32]>,
 }
 
 impl StagedBlob {
+    /// The sha256 of each `MAX_CHUNK_BYTES` chunk, computed as the bytes arrived (empty
+    /// after the first call).
+    pub fn take_chunk_digests(&mut self) -> Vec<[u8; 32]> {
+        std::mem::take(&mut self.chunk_digests)
+    }
+
     /// What was received: its sha256 and size.
     pub fn blob(&self) -> &BlobRef {
         &self.blob

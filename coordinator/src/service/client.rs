@@ -2,7 +2,7 @@
 //! token attached, size limits raised, and checkpoint transfer with per-chunk checksums,
 //! resume and retries. Callers never see `Request`, `Status` or `Channel`.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,7 +13,6 @@ use arlas_proto::v1::publish_checkpoint_request::Kind;
 use arlas_runtime::auth::{AttachToken, Token};
 use arlas_runtime::backoff::Backoff;
 use arlas_runtime::metrics as names;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
@@ -22,6 +21,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use super::convert::{member_from_wire, player_to_wire, run_view_from_wire, version_from_wire};
+use super::download::Download;
 use super::ids::LeaseId;
 use super::owner::Lease;
 use super::types::{BlobRef, MatchResult, Member, PublishHeader, Published, Registration, RunView};
@@ -253,168 +253,178 @@ impl CoordinatorClient {
     }
 
     /// Downloads `blob` to `dest`: resumes from `dest.partial` if an earlier download left
-    /// one, checks every chunk's sha256 (a corrupted chunk is fetched again), retries
-    /// broken streams with backoff, verifies the whole file's sha256, then renames it to
-    /// `dest`.
+    /// one, retries broken streams with backoff, verifies the whole file's sha256 (hashed
+    /// as the chunks arrive, so nothing is read twice), then renames it to `dest`. When the
+    /// hash disagrees, the chunk checksums find the corrupted chunk; the download is cut
+    /// back to it and fetched again from there (see [`super::download`]).
     pub async fn fetch_to_file(&mut self, blob: &BlobRef, dest: &Path) -> Result<FetchReport> {
-        let partial = partial_path(dest);
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&partial)
-            .map_err(io(&partial))?;
-        let mut offset = file.metadata().map_err(io(&partial))?.len();
-        if offset > blob.size {
-            file.set_len(0).map_err(io(&partial))?;
-            offset = 0;
-        }
-        file.seek(SeekFrom::Start(offset)).map_err(io(&partial))?;
+        let (partial, size) = (partial_path(dest), blob.size);
+        let mut download =
+            blocking("opening a download", move || Download::open(&partial, size)).await?;
         let mut report = FetchReport {
-            resumed_from: offset,
+            resumed_from: download.len(),
             ..FetchReport::default()
         };
         let mut corrupt_in_a_row = 0u32;
+        let mut last_bad = None::<u64>;
         let mut failures_in_a_row = 0u32;
         let mut backoff = Backoff::default();
-        while offset < blob.size {
-            let before = offset;
-            let outcome = self
-                .fetch_range(blob, offset, &mut file, &partial, &mut report)
-                .await;
-            let failure = match outcome {
-                Ok(Progress::Done(end)) => {
-                    offset = end;
-                    (offset < blob.size).then(|| Error::Rpc {
+        loop {
+            while download.len() < blob.size {
+                let before = download.len();
+                let (d, outcome) = self.fetch_range(blob, download, &mut report).await?;
+                download = d;
+                let failure = match outcome {
+                    Ok(Progress::Done) => (download.len() < blob.size).then(|| Error::Rpc {
                         rpc: "FetchCheckpoint",
                         code: tonic::Code::Unavailable,
-                        message: format!("the stream ended at offset {offset} of {}", blob.size),
-                    })
-                }
-                Ok(Progress::Corrupted(at)) => {
-                    if at > before {
-                        corrupt_in_a_row = 0;
+                        message: format!(
+                            "the stream ended at offset {} of {}",
+                            download.len(),
+                            blob.size
+                        ),
+                    }),
+                    Ok(Progress::Malformed) => {
+                        // An empty or overlong chunk: nothing was written; ask again.
+                        report.corrupted_chunks += 1;
+                        corrupt_in_a_row += 1;
+                        if corrupt_in_a_row >= MAX_CORRUPT_RETRIES {
+                            return Err(Error::ChunkCorrupted {
+                                id: blob.id.to_string(),
+                                offset: download.len(),
+                                attempts: corrupt_in_a_row,
+                            });
+                        }
+                        None
                     }
-                    offset = at;
-                    corrupt_in_a_row += 1;
-                    report.corrupted_chunks += 1;
-                    tracing::warn!(blob = %blob.id, offset, "checkpoint chunk failed its checksum; fetching it again");
-                    if corrupt_in_a_row >= MAX_CORRUPT_RETRIES {
-                        return Err(Error::ChunkCorrupted {
+                    Err(e) => Some(e),
+                };
+                if download.len() > before {
+                    failures_in_a_row = 0;
+                    backoff.reset();
+                }
+                if let Some(e) = failure {
+                    failures_in_a_row += 1;
+                    let retryable = matches!(
+                        &e,
+                        Error::Rpc { code, .. } if matches!(
+                            code,
+                            tonic::Code::Unavailable
+                                | tonic::Code::Unknown
+                                | tonic::Code::Internal
+                                | tonic::Code::Cancelled
+                                | tonic::Code::DeadlineExceeded
+                        )
+                    );
+                    if !retryable || failures_in_a_row >= MAX_STREAM_RETRIES {
+                        return Err(e);
+                    }
+                    let offset = download.len();
+                    tracing::warn!(blob = %blob.id, offset, error = %e, "checkpoint download interrupted; resuming");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+            if download.sha256() == blob.id.as_str() {
+                break;
+            }
+            // Find the corrupted chunk and fetch again from it.
+            let (d, bad) = blocking("checking downloaded chunks", move || {
+                let bad = download.first_bad_chunk();
+                Ok((download, bad))
+            })
+            .await?;
+            download = d;
+            let bad = bad?;
+            report.corrupted_chunks += 1;
+            if bad.is_some_and(|b| last_bad.is_none_or(|l| b > l)) {
+                corrupt_in_a_row = 0;
+            }
+            last_bad = bad;
+            corrupt_in_a_row += 1;
+            let at = bad.unwrap_or(0);
+            tracing::warn!(blob = %blob.id, offset = at, "checkpoint chunk failed its checksum; fetching it again");
+            if corrupt_in_a_row >= MAX_CORRUPT_RETRIES {
+                return Err(match bad {
+                    Some(offset) => {
+                        // Keep the good bytes for a later resume.
+                        blocking("cutting a download", move || download.truncate(offset)).await?;
+                        Error::ChunkCorrupted {
                             id: blob.id.to_string(),
                             offset,
                             attempts: corrupt_in_a_row,
-                        });
+                        }
                     }
-                    None
-                }
-                Err((at, e)) => {
-                    offset = at;
-                    Some(e)
-                }
-            };
-            if offset > before {
-                failures_in_a_row = 0;
-                backoff.reset();
+                    None => {
+                        let (found, path) = (download.sha256(), partial_path(dest));
+                        download.discard();
+                        Error::BlobCorrupted {
+                            id: blob.id.to_string(),
+                            path,
+                            found,
+                        }
+                    }
+                });
             }
-            if let Some(e) = failure {
-                failures_in_a_row += 1;
-                let retryable = matches!(
-                    &e,
-                    Error::Rpc { code, .. } if matches!(
-                        code,
-                        tonic::Code::Unavailable
-                            | tonic::Code::Unknown
-                            | tonic::Code::Internal
-                            | tonic::Code::Cancelled
-                            | tonic::Code::DeadlineExceeded
-                    )
-                );
-                if !retryable || failures_in_a_row >= MAX_STREAM_RETRIES {
-                    return Err(e);
-                }
-                tracing::warn!(blob = %blob.id, offset, error = %e, "checkpoint download interrupted; resuming");
-                tokio::time::sleep(backoff.next_delay()).await;
-            }
+            download = blocking("cutting a download", move || {
+                download.truncate(at)?;
+                Ok(download)
+            })
+            .await?;
         }
-        drop(file);
-        let (check, expected) = (partial.clone(), blob.id.to_string());
-        let found = tokio::task::spawn_blocking(move || hash_file(&check))
-            .await
-            .map_err(|e| Error::Serve {
-                what: "hashing a download".into(),
-                reason: e.to_string(),
-            })??;
-        if found != expected {
-            let _ = std::fs::remove_file(&partial);
-            return Err(Error::BlobCorrupted {
-                id: expected,
-                path: partial,
-                found,
-            });
-        }
-        std::fs::rename(&partial, dest).map_err(io(dest))?;
+        let dest = dest.to_path_buf();
+        blocking("finishing a download", move || download.finish(&dest)).await?;
         Ok(report)
     }
 
-    /// One FetchCheckpoint stream from `offset`, written to `file` until it ends, breaks,
-    /// or delivers a corrupted chunk.
+    /// One FetchCheckpoint stream from the end of `download`, appended to it until the
+    /// stream ends or breaks (the error in the outcome) or sends a malformed chunk. The
+    /// outer error is fatal (the download could not be written).
     async fn fetch_range(
         &mut self,
         blob: &BlobRef,
-        mut offset: u64,
-        file: &mut std::fs::File,
-        path: &Path,
+        mut download: Download,
         report: &mut FetchReport,
-    ) -> std::result::Result<Progress, (u64, Error)> {
+    ) -> Result<(Download, std::result::Result<Progress, Error>)> {
         let request = v1::FetchCheckpointRequest {
             sha256: blob.id.to_string(),
-            offset,
+            offset: download.len(),
             max_chunk_bytes: 0,
         };
-        let mut stream = self
-            .inner
-            .fetch_checkpoint(request)
-            .await
-            .map_err(|s| (offset, rpc_error("FetchCheckpoint")(s)))?
-            .into_inner();
+        let mut stream = match self.inner.fetch_checkpoint(request).await {
+            Ok(response) => response.into_inner(),
+            Err(s) => return Ok((download, Err(rpc_error("FetchCheckpoint")(s)))),
+        };
         loop {
+            let offset = download.len();
             let chunk = match stream.message().await {
                 Ok(Some(chunk)) => chunk,
-                Ok(None) => return Ok(Progress::Done(offset)),
-                Err(s) => return Err((offset, rpc_error("FetchCheckpoint")(s))),
+                Ok(None) => return Ok((download, Ok(Progress::Done))),
+                Err(s) => return Ok((download, Err(rpc_error("FetchCheckpoint")(s)))),
             };
             if chunk.offset != offset || chunk.total_size != blob.size {
-                return Err((
-                    offset,
-                    Error::Rpc {
-                        rpc: "FetchCheckpoint",
-                        code: tonic::Code::Internal,
-                        message: format!(
-                            "chunk at offset {} of a {}-byte blob, expected offset {offset} of {} bytes",
-                            chunk.offset, chunk.total_size, blob.size
-                        ),
-                    },
-                ));
+                let message = format!(
+                    "chunk at offset {} of a {}-byte blob, expected offset {offset} of {} bytes",
+                    chunk.offset, chunk.total_size, blob.size
+                );
+                let e = Error::Rpc {
+                    rpc: "FetchCheckpoint",
+                    code: tonic::Code::Internal,
+                    message,
+                };
+                return Ok((download, Err(e)));
             }
             let len = chunk.data.len() as u64;
             if len == 0 || offset + len > blob.size {
-                return Ok(Progress::Corrupted(offset));
+                return Ok((download, Ok(Progress::Malformed)));
             }
-            let (data, expected) = (chunk.data, chunk.data_sha256);
-            let verified = tokio::task::spawn_blocking(move || {
-                let ok = Sha256::digest(&data).as_slice() == expected.as_slice();
-                (ok, data)
+            let (data, sha256) = (chunk.data, chunk.data_sha256);
+            download = blocking("writing a download", move || {
+                download.append(&data, sha256)?;
+                Ok(download)
             })
-            .await;
-            let Ok((true, data)) = verified else {
-                return Ok(Progress::Corrupted(offset));
-            };
-            file.write_all(&data).map_err(|e| (offset, io(path)(e)))?;
+            .await?;
             metrics::counter!(names::CHECKPOINT_BYTES_TOTAL, "direction" => "received")
                 .increment(len);
-            offset += len;
             report.received += len;
         }
     }
@@ -435,10 +445,23 @@ impl CoordinatorClient {
 }
 
 enum Progress {
-    /// The stream ended after delivering bytes up to this offset.
-    Done(u64),
-    /// A chunk at this offset failed its checksum: fetch again from here.
-    Corrupted(u64),
+    /// The stream ended (at the download's end).
+    Done,
+    /// A chunk was empty or went past the blob's end; nothing of it was written.
+    Malformed,
+}
+
+/// Runs byte work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Serve {
+            what: what.to_string(),
+            reason: e.to_string(),
+        })?
 }
 
 /// `dest` with `.partial` appended: where an unfinished download lives.

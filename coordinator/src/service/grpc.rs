@@ -17,6 +17,7 @@ use tonic::codegen::BoxStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::blobs::BlobWriter;
+use super::chunk_digests::{ChunkDigests, Digests};
 use super::convert::{
     blob_id_from_wire, lease_from_wire, member_to_wire, opponent_count_from_wire,
     publish_header_from_wire, published_to_wire, registration_from_wire, results_from_wire,
@@ -37,11 +38,17 @@ pub struct CoordinatorService {
     handle: CoordinatorHandle,
     /// Turns true when the server stops: long-lived streams (watch) end then.
     stopping: watch::Receiver<bool>,
+    /// Chunk checksums of downloads, computed once per blob for every actor.
+    digests: ChunkDigests,
 }
 
 impl CoordinatorService {
     pub fn new(handle: CoordinatorHandle, stopping: watch::Receiver<bool>) -> Self {
-        Self { handle, stopping }
+        Self {
+            handle,
+            stopping,
+            digests: ChunkDigests::default(),
+        }
     }
 }
 
@@ -183,10 +190,16 @@ impl v1::coordinator_server::Coordinator for CoordinatorService {
             return Ok(Response::new(published_to_wire(&done)));
         }
         let writer = self.receive_chunks(&header, &mut stream).await?;
-        let staged = match writer {
+        let mut staged = match writer {
             Some(writer) => Some(blocking(move || writer.finish()).await?),
             None => None,
         };
+        // Before the version is announced, so that the actors' first downloads find them.
+        // Keyed by content: right for these bytes whether or not the publish commits.
+        if let Some(s) = staged.as_mut() {
+            let digests = s.take_chunk_digests();
+            self.digests.insert(s.blob(), MAX_CHUNK_BYTES, digests);
+        }
         let published = self
             .handle
             .publish(header, staged)
@@ -212,8 +225,13 @@ impl v1::coordinator_server::Coordinator for CoordinatorService {
             0 => MAX_CHUNK_BYTES,
             n => n.min(MAX_CHUNK_BYTES),
         };
+        let digests = self
+            .digests
+            .get(&blob, &path, chunk)
+            .await
+            .map_err(to_status)?;
         let (tx, rx) = mpsc::channel(FETCH_BUFFER);
-        tokio::spawn(send_blob(path, blob, req.offset, chunk, tx));
+        tokio::spawn(send_blob(path, blob, req.offset, chunk, digests, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -286,12 +304,15 @@ impl CoordinatorService {
     }
 }
 
-/// Streams `blob` from `offset` in chunks of at most `chunk` bytes, each with its sha256.
+/// Streams `blob` from `offset` in chunks of at most `chunk` bytes, each with its sha256:
+/// from `digests` (chunk `i` covers `i * chunk ..`) where the offset is on that layout,
+/// computed here where it is not (a resume from an unusual offset).
 async fn send_blob(
     path: PathBuf,
     blob: BlobRef,
     mut offset: u64,
     chunk: usize,
+    digests: Digests,
     tx: mpsc::Sender<Result<v1::CheckpointChunk, Status>>,
 ) {
     let opened = blocking({
@@ -322,11 +343,17 @@ async fn send_blob(
             .unwrap_or(usize::MAX)
             .min(chunk);
         let path = path.clone();
+        let known = offset
+            .is_multiple_of(chunk as u64)
+            .then(|| usize::try_from(offset / chunk as u64).ok())
+            .flatten()
+            .and_then(|i| digests.get(i))
+            .map(|d| d.to_vec());
         let read = blocking(move || {
             let mut data = vec![0u8; want];
             file.read_exact(&mut data)
                 .map_err(|source| Error::Io { path, source })?;
-            let digest = Sha256::digest(&data).to_vec();
+            let digest = known.unwrap_or_else(|| Sha256::digest(&data).to_vec());
             Ok((file, data, digest))
         })
         .await;

@@ -13,9 +13,11 @@
 
 pub mod archive;
 pub mod blobs;
+pub mod chunk_digests;
 pub mod client;
 pub mod config;
 pub mod convert;
+pub mod download;
 pub mod grpc;
 pub mod ids;
 pub mod leases;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use arlas_proto::limits::MAX_MESSAGE_BYTES;
 use arlas_proto::v1::learner_server::LearnerServer;
 use arlas_runtime::auth::RequireToken;
+use arlas_runtime::client::{CONNECTION_WINDOW_BYTES, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES};
 use arlas_runtime::serve::{RoleEndpoints, serve_with_grace};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -188,6 +189,9 @@ pub async fn run(
     });
     let (signalled_tx, signalled) = oneshot::channel::<()>();
     let serve = Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
         .add_service(health_service)
         .add_service(InterceptedService::new(service, auth.clone()))
         .add_service(InterceptedService::new(reflection, auth))
