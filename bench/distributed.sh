@@ -6,7 +6,10 @@
 #
 # Knobs (environment): SECS (window per cluster run, 90), ACTORS ("1 2 4"), REPEATS (2),
 # WORK (/tmp/arlas-dist-bench), BROADCAST_MB (540), INTAKE_SECS (20), ONLY (cluster, busy,
-# intake or broadcast: run just that part), SKIP_BUILD (use the binaries in target/release).
+# intake or broadcast: run just that part), SKIP_BUILD (use the binaries in target/release),
+# WARM (a run directory with agent/warmup and attacker/warmup; default: a 32-episode warm-up
+# made here), BUSY_PENALTY (the game's format-error penalty in the busy runs, 0.1: with a
+# weak warm-up it is what makes GRPO groups differ, so that updates run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-90}
@@ -31,7 +34,8 @@ run() { # label, then the bench's arguments
 
 # The learners of the cluster runs start from a cheap imitation warm-up (a random tiny model
 # makes flat GRPO groups: nothing to train, busy fraction ~0).
-WARM=$WORK/warm
+WARM=${WARM:-$WORK/warm}
+BUSY_PENALTY=${BUSY_PENALTY:-0.1}
 if [ ! -d "$WARM/agent/warmup" ] || [ ! -d "$WARM/attacker/warmup" ]; then
   rm -rf "$WARM"
   CANDLE_NUM_THREADS=1 target/release/arlas train --run-dir "$WARM" --model tiny \
@@ -45,8 +49,10 @@ for r in $(seq "$REPEATS"); do
     done
   fi
   if [ -z "$ONLY" ] || [ "$ONLY" = busy ]; then
-    run "busy-async-r$r" cluster --actors 2 --secs "$SECS" --warm "$WARM" --dir "$WORK/cluster"
-    run "busy-sync-r$r" cluster --actors 2 --secs "$SECS" --warm "$WARM" --dir "$WORK/cluster" --sync
+    run "busy-async-r$r" cluster --actors 2 --secs "$SECS" --warm "$WARM" --dir "$WORK/cluster" \
+      --format-error-penalty "$BUSY_PENALTY"
+    run "busy-sync-r$r" cluster --actors 2 --secs "$SECS" --warm "$WARM" --dir "$WORK/cluster" \
+      --format-error-penalty "$BUSY_PENALTY" --sync
   fi
   if [ -z "$ONLY" ] || [ "$ONLY" = intake ]; then
     run "intake-small-r$r" intake --streams 16 --secs "$INTAKE_SECS" --dir "$WORK/intake"

@@ -43,6 +43,10 @@ pub struct ClusterArgs {
     /// New tokens per agent action and per injection, at most.
     #[arg(long, default_value_t = 32)]
     pub max_tokens: usize,
+    /// The game's reward penalty per format error, passed to the actors: with a weak
+    /// warm-up agent it is what makes a group's rewards differ (so updates run).
+    #[arg(long, default_value_t = 0.0)]
+    pub format_error_penalty: f32,
 }
 
 /// One counter snapshot of the cluster.
@@ -117,6 +121,10 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<Value> {
         "--attacker-max-tokens".to_string(),
         args.max_tokens.to_string(),
     ];
+    actor_args.extend([
+        "--format-error-penalty".to_string(),
+        args.format_error_penalty.to_string(),
+    ]);
     if args.sync {
         learner_args.push("--sync".into());
         actor_args.push("--sync".into());
@@ -217,6 +225,7 @@ fn record(
         "tasks": args.tasks,
         "group_size": args.group_size,
         "max_tokens": args.max_tokens,
+        "format_error_penalty": args.format_error_penalty,
         "window_s": secs,
         "start_to_first_accept_s": to_first,
         "episodes": b.episodes - a.episodes,
