@@ -287,6 +287,7 @@ async fn actor_plays_sends_swaps_versions_resends_and_reports() {
         token: None,
         name: "actor-under-test".into(),
         cache_dir: cache.clone(),
+        cache_keep: 2,
         models_dir: tmp.path().join("models"),
         device: Device::Cpu,
         shape: RoundShape {

@@ -18,6 +18,7 @@ const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9092";
 const DEFAULT_TASKS: usize = 4;
 const DEFAULT_GROUP_SIZE: usize = 8;
 const DEFAULT_MAX_PENDING: usize = 256;
+const DEFAULT_CACHE_KEEP: usize = 2;
 
 #[derive(Debug, Args)]
 pub struct ActorArgs {
@@ -32,6 +33,10 @@ pub struct ActorArgs {
     /// checkpoints/<sha256>/; reused across restarts.
     #[arg(long, env = "ARLAS_CACHE")]
     pub cache: Option<PathBuf>,
+    /// Checkpoints kept in the cache besides the ones in use (older versions, unassigned
+    /// population members); the rest is deleted after each round. Default 2.
+    #[arg(long, env = "ARLAS_CACHE_KEEP")]
+    pub cache_keep: Option<usize>,
     /// File holding the shared token sent to the coordinator and the learners.
     #[arg(long, env = "ARLAS_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
@@ -99,6 +104,7 @@ struct FileConfig {
     coordinator: Option<String>,
     metrics_listen: Option<SocketAddr>,
     cache: Option<PathBuf>,
+    cache_keep: Option<usize>,
     token_file: Option<PathBuf>,
     name: Option<String>,
     seed: Option<u64>,
@@ -226,6 +232,10 @@ fn resolve(args: ActorArgs) -> anyhow::Result<Settings> {
             token,
             name: args.name.or(file.name).unwrap_or_else(default_name),
             cache_dir: cache,
+            cache_keep: args
+                .cache_keep
+                .or(file.cache_keep)
+                .unwrap_or(DEFAULT_CACHE_KEEP),
             models_dir: args
                 .models_dir
                 .or(file.models_dir)

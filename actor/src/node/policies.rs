@@ -100,6 +100,16 @@ impl<P> Policies<P> {
         evicted
     }
 
+    /// The checkpoints of everything loaded (current policies and members).
+    pub fn checkpoints(&self) -> Vec<&BlobRef> {
+        self.agent
+            .iter()
+            .chain(self.attacker.iter())
+            .chain(self.members.values())
+            .map(|l| &l.checkpoint)
+            .collect()
+    }
+
     /// Ids of the loaded members.
     pub fn member_ids(&self) -> Vec<&str> {
         self.members.keys().map(String::as_str).collect()

@@ -39,6 +39,8 @@ pub struct NodeConfig {
     pub name: String,
     /// The checkpoint cache directory.
     pub cache_dir: PathBuf,
+    /// Checkpoints kept in the cache besides those loaded (see `CheckpointCache::prune`).
+    pub cache_keep: usize,
     /// Where LoRA checkpoints find their base models.
     pub models_dir: PathBuf,
     pub device: Device,
@@ -277,6 +279,7 @@ impl Node {
             }
         };
         self.load_members(&assigned).await?;
+        self.prune_cache().await;
         let plan = self.planner.plan(&assigned);
         let _ = self.ready.send(true);
 
@@ -378,6 +381,29 @@ impl Node {
             );
         }
         Ok(())
+    }
+
+    /// Frees the cache of what the loaded policies do not use (a failure is only logged:
+    /// the cache still works, it is just larger).
+    async fn prune_cache(&mut self) {
+        let Some(policies) = self.policies.as_ref() else {
+            return;
+        };
+        let in_use: Vec<_> = policies
+            .checkpoints()
+            .into_iter()
+            .map(|b| b.id.clone())
+            .collect();
+        let (cache, keep) = (self.cache.clone(), self.config.cache_keep);
+        let pruned = blocking("pruning the checkpoint cache", move || {
+            cache.prune(&in_use.iter().collect::<Vec<_>>(), keep)
+        })
+        .await;
+        match pruned {
+            Ok(0) => {}
+            Ok(freed) => tracing::info!(freed_bytes = freed, "checkpoint cache pruned"),
+            Err(e) => tracing::warn!(error = %e, "could not prune the checkpoint cache"),
+        }
     }
 
     /// A policy from a checkpoint blob, through the cache.
