@@ -205,7 +205,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
                     let text = std::fs::read_to_string(path).with_context(|| {
                         format!("cannot read the config file {}", path.display())
                     })?;
-                    serde_json::from_str(&text).with_context(|| {
+                    settings_from_json(&text).with_context(|| {
                         format!("{} is not a valid settings file", path.display())
                     })?
                 }
@@ -221,6 +221,32 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     };
     let summary = pipeline::run(RunDir::new(dir), start, !args.quiet)?;
     print_summary(&summary, args.json)
+}
+
+/// A settings file is a partial override of the defaults: every table it names is merged
+/// key by key into the default settings, so `{"agent": {"train": {"micro_batch_size": 1}}}`
+/// changes that one value and keeps the agent's default learning rate (deserializing the
+/// file alone would fill the rest of `train` from `TrainConfig`'s defaults, not the run's).
+fn settings_from_json(text: &str) -> anyhow::Result<Settings> {
+    fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+        match (base, over) {
+            (serde_json::Value::Object(base), serde_json::Value::Object(over)) => {
+                for (key, value) in over {
+                    match base.get_mut(&key) {
+                        Some(slot) => merge(slot, value),
+                        None => {
+                            base.insert(key, value);
+                        }
+                    }
+                }
+            }
+            (slot, value) => *slot = value,
+        }
+    }
+    let over: serde_json::Value = serde_json::from_str(text)?;
+    let mut merged = serde_json::to_value(Settings::default())?;
+    merge(&mut merged, over);
+    Ok(serde_json::from_value(merged)?)
 }
 
 #[derive(Debug, Args)]
@@ -288,4 +314,25 @@ fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
         summary.report.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_settings_file_overrides_only_what_it_names() {
+        let s = settings_from_json(
+            r#"{"agent": {"train": {"micro_batch_size": 1}}, "rollout": {"game": {"suites": ["banking"]}}}"#,
+        )
+        .unwrap();
+        let d = Settings::default();
+        assert_eq!(s.agent.train.micro_batch_size, 1);
+        assert!((s.agent.train.learning_rate - d.agent.train.learning_rate).abs() < 1e-12);
+        assert_eq!(s.agent.minibatch_size, d.agent.minibatch_size);
+        assert_eq!(s.rollout.game.max_turns, d.rollout.game.max_turns);
+        assert_eq!(s.rollout.game.suites, vec![arlas_game::Suite::Banking]);
+        let err = settings_from_json(r#"{"agent": {"train": {"micro_batch": 1}}}"#).unwrap_err();
+        assert!(format!("{err:#}").contains("micro_batch"), "{err:#}");
+    }
 }
