@@ -22,7 +22,7 @@ use super::cache::{CacheSource, CheckpointCache, blocking};
 use super::link::{self, Link, LinkConfig, LinkStatus};
 use super::planner::{RoundPlanner, RoundShape};
 use super::policies::{Loaded, Policies};
-use super::round::{RoundOutput, match_results, play_round};
+use super::round::{PendingResults, RoundOutput, match_results, play_round};
 use super::session::{Announced, RunStates, follow_run, keep_lease};
 use super::stats::{Rolling, record_episodes};
 use crate::error::{Error, Result};
@@ -136,6 +136,7 @@ pub async fn run(
         links,
         rolling: Rolling::default(),
         report: NodeReport::default(),
+        unreported: PendingResults::default(),
         ready: ready_tx,
     };
     let outcome = tokio::select! {
@@ -185,6 +186,8 @@ struct Node {
     planner: RoundPlanner,
     rolling: Rolling,
     report: NodeReport,
+    /// Payoff results not yet accepted by the coordinator.
+    unreported: PendingResults,
     ready: watch::Sender<bool>,
 }
 
@@ -306,11 +309,21 @@ impl Node {
         for t in &out.agent_phase {
             self.link(Player::Agent).send(v1::Trajectory::from(t));
         }
-        let results = match_results(&out.agent_phase);
-        if !results.is_empty()
-            && let Err(e) = self.client.report_results(lease, &results).await
-        {
-            tracing::warn!(error = %e, "cannot report results; the payoff matrix misses this round");
+        self.unreported.add(match_results(&out.agent_phase));
+        if !self.unreported.is_empty() {
+            match self
+                .client
+                .report_results(lease, &self.unreported.to_report())
+                .await
+            {
+                Ok(()) => self.unreported.clear(),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    pending = self.unreported.len(),
+                    dropped_games = self.unreported.dropped(),
+                    "cannot report results; they go with the next round's report"
+                ),
+            }
         }
         let episodes = (out.attacker_phase.len() + out.agent_phase.len()) as u64;
         self.report.rounds += 1;
