@@ -34,6 +34,10 @@ pub struct BroadcastArgs {
     /// The `arlas` binary.
     #[arg(long, default_value = "target/release/arlas")]
     pub exe: PathBuf,
+    /// In each repeat, measure the raw copy before the fetch (to see whether the first
+    /// measurement of a process is slow whichever side it is).
+    #[arg(long)]
+    pub raw_first: bool,
 }
 
 /// A checkpoint directory of random bytes, packed; returns the blob's path.
@@ -165,6 +169,13 @@ pub fn run(args: &BroadcastArgs) -> anyhow::Result<Value> {
         // copy): the first fetch used to pay for writing the bench's own blob to disk.
         settle_disk()?;
         let load_before = load_average();
+        let raw_before = if args.raw_first {
+            let secs = raw_copy(&blob, &args.dir, args.clients)?;
+            settle_disk()?;
+            Some(secs)
+        } else {
+            None
+        };
         let started = Instant::now();
         runtime.block_on(async {
             let tasks: Vec<_> = (0..args.clients)
@@ -186,8 +197,13 @@ pub fn run(args: &BroadcastArgs) -> anyhow::Result<Value> {
         })?;
         let fetch_secs = started.elapsed().as_secs_f64();
         let fetch_load = load_average();
-        settle_disk()?;
-        let raw_secs = raw_copy(&blob, &args.dir, args.clients)?;
+        let raw_secs = match raw_before {
+            Some(secs) => secs,
+            None => {
+                settle_disk()?;
+                raw_copy(&blob, &args.dir, args.clients)?
+            }
+        };
         runs.push(json!({
             "fetch_seconds": fetch_secs,
             "fetch_mb_per_s": total / fetch_secs / 1e6,
@@ -197,6 +213,7 @@ pub fn run(args: &BroadcastArgs) -> anyhow::Result<Value> {
             "load_before": load_before,
             "load_after_fetch": fetch_load,
             "load_after_raw": load_average(),
+            "raw_first": args.raw_first,
         }));
     }
     drop(runtime);
