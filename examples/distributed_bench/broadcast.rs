@@ -7,7 +7,6 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context as _;
 use arlas_coordinator::service::archive::pack_to_file;
 use arlas_coordinator::service::{CoordinatorClient, Player, PublishHeader, Registration};
 use rand::{RngCore as _, SeedableRng as _};
@@ -127,13 +126,7 @@ pub fn run(args: &BroadcastArgs) -> anyhow::Result<Value> {
         &token_path,
         &["--lease-ttl-secs", "600"],
     )?;
-    let url = format!(
-        "http://{}",
-        coordinator
-            .announced()
-            .grpc
-            .context("no coordinator address")?
-    );
+    let url = crate::intake::grpc_url(&coordinator)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -104,6 +104,15 @@ pub fn token_file(dir: &Path) -> anyhow::Result<(PathBuf, Token)> {
 }
 
 /// Starts `arlas coordinator` in `dir/coordinator` (extra args appended).
+/// The gRPC URL a started coordinator announced.
+pub fn grpc_url(coordinator: &RoleProcess) -> anyhow::Result<String> {
+    let addr = coordinator
+        .announced()
+        .grpc
+        .context("no coordinator address")?;
+    Ok(format!("http://{addr}"))
+}
+
 pub fn coordinator(
     exe: &Path,
     dir: &Path,
@@ -269,13 +278,7 @@ pub fn run(args: &IntakeArgs) -> anyhow::Result<Value> {
     std::fs::create_dir_all(&args.dir)?;
     let (token_path, token) = token_file(&args.dir)?;
     let coordinator = coordinator(&args.exe, &args.dir, &token_path, &[])?;
-    let url = format!(
-        "http://{}",
-        coordinator
-            .announced()
-            .grpc
-            .context("no coordinator address")?
-    );
+    let url = grpc_url(&coordinator)?;
     let mut learner_args: Vec<String> = [
         "learner",
         "--player",
