@@ -101,6 +101,16 @@ pub async fn serve_with_grace<E>(
     }
 }
 
+/// A gRPC server builder with the HTTP/2 settings every role shares (the flow-control
+/// windows and frame size of [`crate::client`], the same as the roles' clients use).
+pub fn grpc_server() -> tonic::transport::Server {
+    use crate::client::{CONNECTION_WINDOW_BYTES, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES};
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

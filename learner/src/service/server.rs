@@ -11,13 +11,11 @@ use std::time::Duration;
 use arlas_proto::limits::MAX_MESSAGE_BYTES;
 use arlas_proto::v1::learner_server::LearnerServer;
 use arlas_runtime::auth::RequireToken;
-use arlas_runtime::client::{CONNECTION_WINDOW_BYTES, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES};
-use arlas_runtime::serve::{RoleEndpoints, serve_with_grace};
+use arlas_runtime::serve::{RoleEndpoints, grpc_server, serve_with_grace};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use super::config::ServiceConfig;
@@ -188,10 +186,7 @@ pub async fn run(
         (failure, owner_thread, trainer_thread)
     });
     let (signalled_tx, signalled) = oneshot::channel::<()>();
-    let serve = Server::builder()
-        .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
+    let serve = grpc_server()
         .add_service(health_service)
         .add_service(InterceptedService::new(service, auth.clone()))
         .add_service(InterceptedService::new(reflection, auth))
