@@ -113,6 +113,36 @@ impl Linear {
         Ok(y.reshape(out_dims)?)
     }
 
+    /// Several projections of the same input as one: weights (and biases) stacked along the
+    /// output dimension, so that one wider matmul replaces several narrow ones (a decoding
+    /// step's matmuls have few rows, and gemm runs a wider one much closer to its peak).
+    ///
+    /// The stacked layer is a copy, detached from the originals: build it for one sampling
+    /// call, never keep it across weight updates. `None` when a part has a LoRA adapter or when
+    /// only some parts have a bias (then the parts are used as they are).
+    pub(crate) fn stacked(parts: &[&Self]) -> Result<Option<Self>> {
+        if parts.is_empty() || parts.iter().any(|p| p.adapter.is_some()) {
+            return Ok(None);
+        }
+        let biases: Vec<Tensor> = parts.iter().filter_map(|p| p.bias.clone()).collect();
+        let bias = match biases.len() {
+            0 => None,
+            n if n == parts.len() => Some(Tensor::cat(&biases, 0)?.detach()),
+            _ => return Ok(None),
+        };
+        let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight).collect();
+        Ok(Some(Self {
+            weight: Tensor::cat(&weights, 0)?.detach(),
+            bias,
+            adapter: None,
+        }))
+    }
+
+    /// Output width.
+    pub(crate) fn out_dim(&self) -> Result<usize> {
+        Ok(self.weight.dim(0)?)
+    }
+
     /// The same layer over detached tensors (shared storage, no autograd graph).
     pub(crate) fn detached(&self) -> Self {
         Self {

@@ -5,6 +5,7 @@
 //! same construction trains from a `Var` store and loads a safetensors checkpoint.
 
 mod cache;
+mod decode_attention;
 mod linear;
 pub(crate) mod ops;
 mod rope;
@@ -15,7 +16,7 @@ pub(crate) use linear::LoraBuilder;
 pub use ops::Kernels;
 pub(crate) use rope::Positions;
 
-use candle_core::{Device, Tensor};
+use candle_core::{D, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::config::LlamaConfig;
@@ -29,6 +30,8 @@ struct Attention {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
+    /// q, k and v stacked into one projection (see [`Decoder::stacked`]).
+    qkv: Option<Linear>,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -39,6 +42,8 @@ struct Mlp {
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
+    /// gate and up stacked into one projection (see [`Decoder::stacked`]).
+    gate_up: Option<Linear>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +90,7 @@ impl Attention {
             k_proj: lin("k_proj", h, kv, bias)?,
             v_proj: lin("v_proj", h, kv, bias)?,
             o_proj: lin("o_proj", q, h, false)?,
+            qkv: None,
             heads: cfg.num_attention_heads,
             kv_heads: cfg.kv_heads(),
             head_dim: hd,
@@ -100,6 +106,7 @@ impl Attention {
         mask: Option<&Tensor>,
         cache: Option<(&mut KvCache, usize)>,
         kernels: Kernels,
+        decode_mask: Option<&[f32]>,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.head_dim);
@@ -108,21 +115,40 @@ impl Attention {
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q = split(self.q_proj.forward(x)?, nh)?;
-        let k = split(self.k_proj.forward(x)?, nkv)?;
-        let v = split(self.v_proj.forward(x)?, nkv)?;
+        let (q, k, v) = match &self.qkv {
+            Some(qkv) => {
+                let y = qkv.forward(x)?;
+                (
+                    y.narrow(D::Minus1, 0, nh * hd)?,
+                    y.narrow(D::Minus1, nh * hd, nkv * hd)?,
+                    y.narrow(D::Minus1, (nh + nkv) * hd, nkv * hd)?,
+                )
+            }
+            None => (
+                self.q_proj.forward(x)?,
+                self.k_proj.forward(x)?,
+                self.v_proj.forward(x)?,
+            ),
+        };
+        let (q, k, v) = (split(q, nh)?, split(k, nkv)?, split(v, nkv)?);
         let q = ops::rope(&q, cos, sin, kernels)?;
         let k = ops::rope(&k, cos, sin, kernels)?;
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, &k, &v)?,
             None => (k, v),
         };
+        let scale = 1.0 / usize_to_f64(hd).sqrt();
+        if let Some(mask) = decode_mask {
+            // One new token per row: the fused kernel; (B, H, 1, hd) is (B, 1, H*hd) in memory.
+            #[allow(clippy::cast_possible_truncation)] // 1/sqrt(hd) is well within f32
+            let out = decode_attention::decode_attention(&q, &k, &v, mask, scale as f32)?;
+            return self.o_proj.forward(&out.reshape((b, t, nh * hd))?);
+        }
         let tk = k.dim(2)?;
         let rep = nh / nkv;
         // Grouped-query attention without copying K/V: query heads j*rep .. j*rep+rep-1 share
         // KV head j (Hugging Face's repeat_kv order), so fold them into the row dimension.
         let qg = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
-        let scale = 1.0 / usize_to_f64(hd).sqrt();
         let scores = (qg.matmul(&k.t()?)? * scale)?.reshape((b, nh, t, tk))?;
         let scores = match mask {
             Some(m) => scores.broadcast_add(m)?,
@@ -143,8 +169,16 @@ impl Attention {
             k_proj: self.k_proj.detached(),
             v_proj: self.v_proj.detached(),
             o_proj: self.o_proj.detached(),
+            qkv: self.qkv.as_ref().map(Linear::detached),
             ..*self
         }
+    }
+
+    fn stacked(&self) -> Result<Self> {
+        Ok(Self {
+            qkv: Linear::stacked(&[&self.q_proj, &self.k_proj, &self.v_proj])?,
+            ..self.clone()
+        })
     }
 }
 
@@ -167,13 +201,20 @@ impl Mlp {
             gate_proj: lin("gate_proj", h, i)?,
             up_proj: lin("up_proj", h, i)?,
             down_proj: lin("down_proj", i, h)?,
+            gate_up: None,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(x)?.silu()?;
-        let up = self.up_proj.forward(x)?;
-        self.down_proj.forward(&(gate * up)?)
+        let (gate, up) = match &self.gate_up {
+            Some(gate_up) => {
+                let y = gate_up.forward(x)?;
+                let i = gate_up.out_dim()? / 2;
+                (y.narrow(D::Minus1, 0, i)?, y.narrow(D::Minus1, i, i)?)
+            }
+            None => (self.gate_proj.forward(x)?, self.up_proj.forward(x)?),
+        };
+        self.down_proj.forward(&(gate.silu()? * up)?)
     }
 
     fn detached(&self) -> Self {
@@ -181,7 +222,15 @@ impl Mlp {
             gate_proj: self.gate_proj.detached(),
             up_proj: self.up_proj.detached(),
             down_proj: self.down_proj.detached(),
+            gate_up: self.gate_up.as_ref().map(Linear::detached),
         }
+    }
+
+    fn stacked(&self) -> Result<Self> {
+        Ok(Self {
+            gate_up: Linear::stacked(&[&self.gate_proj, &self.up_proj])?,
+            ..self.clone()
+        })
     }
 }
 
@@ -220,14 +269,23 @@ impl Block {
         mask: Option<&Tensor>,
         cache: Option<(&mut KvCache, usize)>,
         kernels: Kernels,
+        decode_mask: Option<&[f32]>,
     ) -> Result<Tensor> {
         let normed = ops::rms_norm(x, &self.input_layernorm, eps, kernels)?;
         let attn = self
             .self_attn
-            .forward(&normed, cos, sin, mask, cache, kernels)?;
+            .forward(&normed, cos, sin, mask, cache, kernels, decode_mask)?;
         let h = (x + attn)?;
         let normed = ops::rms_norm(&h, &self.post_attention_layernorm, eps, kernels)?;
         Ok((&h + self.mlp.forward(&normed)?)?)
+    }
+
+    fn stacked(&self) -> Result<Self> {
+        Ok(Self {
+            self_attn: self.self_attn.stacked()?,
+            mlp: self.mlp.stacked()?,
+            ..self.clone()
+        })
     }
 
     fn detached(&self) -> Self {
@@ -318,9 +376,22 @@ impl Decoder {
             .reshape((b, t, self.config.hidden_size))?;
         let (cos, sin) = self.rope.select(positions)?;
         let eps = self.config.rms_norm_eps;
+        let decode_mask = match &cache {
+            Some(c) => self.decode_mask(b, t, c.len() + t, mask, kernels)?,
+            None => None,
+        };
         for (i, block) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, i));
-            x = block.forward(&x, eps, &cos, &sin, mask, layer_cache, kernels)?;
+            x = block.forward(
+                &x,
+                eps,
+                &cos,
+                &sin,
+                mask,
+                layer_cache,
+                kernels,
+                decode_mask.as_deref(),
+            )?;
         }
         if let Some(c) = cache {
             c.advance(t);
@@ -328,9 +399,43 @@ impl Decoder {
         ops::rms_norm(&x, &self.norm, eps, kernels)
     }
 
+    /// The additive mask as `(B, keys)` host values when a step can use the fused decoding
+    /// attention (one new token per row, no gradient, on the CPU); `None` otherwise.
+    fn decode_mask(
+        &self,
+        b: usize,
+        t: usize,
+        keys: usize,
+        mask: Option<&Tensor>,
+        kernels: Kernels,
+    ) -> Result<Option<Vec<f32>>> {
+        if t != 1 || kernels != Kernels::Fused || !self.device.is_cpu() {
+            return Ok(None);
+        }
+        match mask {
+            None => Ok(Some(vec![0.0; b * keys])),
+            Some(m) if m.dims() == [b, 1, 1, keys] => Ok(Some(m.flatten_all()?.to_vec1()?)),
+            Some(_) => Ok(None),
+        }
+    }
+
     /// Logits `(N, vocab)` for hidden states `(N, hidden)`.
     pub(crate) fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         linear::weight_matmul(&self.lm_head, hidden)
+    }
+
+    /// A copy for one sampling call with q/k/v and gate/up stacked into single projections
+    /// (see [`Linear::stacked`]): the same function, fewer and wider matmuls. It copies the
+    /// projection weights, so it does not see later in-place updates: build it per call.
+    pub(crate) fn stacked(&self) -> Result<Self> {
+        Ok(Self {
+            layers: self
+                .layers
+                .iter()
+                .map(Block::stacked)
+                .collect::<Result<Vec<_>>>()?,
+            ..self.clone()
+        })
     }
 
     /// The same decoder over detached tensors: shares storage (so in-place weight updates
