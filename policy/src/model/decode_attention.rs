@@ -10,6 +10,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use super::vector::dot;
 use crate::error::Result;
 
 /// `q` `(B, H, 1, hd)`, `k`/`v` `(B, kv_heads, L, hd)` (any strides with a unit last one),
@@ -126,24 +127,6 @@ impl CustomOp3 for DecodeAttention<'_> {
             );
         Ok((CpuStorage::F32(out), Shape::from((b, heads, 1, hd))))
     }
-}
-
-/// Dot product with eight independent accumulators, so that it vectorises.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

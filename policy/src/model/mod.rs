@@ -7,9 +7,12 @@
 mod cache;
 mod decode_attention;
 mod linear;
+mod masked_softmax;
 pub(crate) mod ops;
 mod rope;
 pub(crate) mod store;
+mod swiglu;
+mod vector;
 
 pub(crate) use cache::KvCache;
 pub(crate) use linear::LoraBuilder;
@@ -149,12 +152,15 @@ impl Attention {
         // Grouped-query attention without copying K/V: query heads j*rep .. j*rep+rep-1 share
         // KV head j (Hugging Face's repeat_kv order), so fold them into the row dimension.
         let qg = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
-        let scores = (qg.matmul(&k.t()?)? * scale)?.reshape((b, nh, t, tk))?;
-        let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
-            None => scores,
+        let scores = qg.matmul(&k.t()?)?.reshape((b, nh, t, tk))?;
+        let probs = match mask {
+            #[allow(clippy::cast_possible_truncation)] // 1/sqrt(hd) is well within f32
+            Some(m) if self.fused_softmax(&scores) => {
+                masked_softmax::masked_softmax(&scores, m, scale as f32)?
+            }
+            Some(m) => ops::softmax_last(&(scores * scale)?.broadcast_add(m)?, kernels)?,
+            None => ops::softmax_last(&(scores * scale)?, kernels)?,
         };
-        let probs = ops::softmax_last(&scores, kernels)?;
         let out = probs.reshape((b, nkv, rep * t, tk))?.matmul(&v)?;
         let out = out
             .reshape((b, nh, t, hd))?
@@ -172,6 +178,11 @@ impl Attention {
             qkv: self.qkv.as_ref().map(Linear::detached),
             ..*self
         }
+    }
+
+    /// The one-kernel masked softmax runs on the CPU only (other devices use the primitives).
+    fn fused_softmax(&self, scores: &Tensor) -> bool {
+        scores.device().is_cpu()
     }
 
     fn stacked(&self) -> Result<Self> {
@@ -214,7 +225,13 @@ impl Mlp {
             }
             None => (self.gate_proj.forward(x)?, self.up_proj.forward(x)?),
         };
-        self.down_proj.forward(&(gate.silu()? * up)?)
+        // The one-kernel activation runs on the CPU only (other devices use the primitives).
+        let act = if x.device().is_cpu() {
+            swiglu::swiglu(&gate, &up)?
+        } else {
+            (gate.silu()? * up)?
+        };
+        self.down_proj.forward(&act)
     }
 
     fn detached(&self) -> Self {
