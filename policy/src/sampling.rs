@@ -17,7 +17,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{Decoder, Kernels, KvCache, Positions, ops};
+use rayon::prelude::*;
+
+use crate::model::vector::{exp_f32, max_of, sum_of};
+use crate::model::{Decoder, Kernels, KvCache, Positions};
 use crate::tokenizer::PolicyTokenizer;
 
 /// Additive mask value for hidden keys: finite so that a fully masked (padding) row stays
@@ -190,20 +193,25 @@ pub(crate) fn generate(
 
     let mut active: Vec<usize> = (0..batch).collect();
     loop {
-        let logits = decoder.logits(&last)?;
-        let logprobs = ops::log_softmax_last(&logits)?;
-        let logits = logits.to_vec2::<f32>()?;
-        let logprobs = logprobs.to_vec2::<f32>()?;
-        for (slot, &r) in active.iter().enumerate() {
+        let logits = decoder.logits(&last)?.to_vec2::<f32>()?;
+        // Each active row draws from its own logits with its own generator, in parallel.
+        let mut active_rows: Vec<&mut Row> = rows
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| active.binary_search(i).is_ok())
+            .map(|(_, row)| row)
+            .collect();
+        active_rows
+            .par_iter_mut()
+            .zip(logits.par_iter())
+            .for_each(|(row, logits)| {
+                let (token, logprob) = draw(logits, params.temperature, params.top_p, &mut row.rng);
+                row.tokens.push(token);
+                row.logprobs.push(logprob);
+            });
+        for &r in &active {
             let row = &mut rows[r];
-            let token = sample_token(
-                &logits[slot],
-                params.temperature,
-                params.top_p,
-                &mut row.rng,
-            );
-            row.tokens.push(token);
-            row.logprobs.push(logprobs[slot][token as usize]);
+            let token = *row.tokens.last().unwrap_or(&0);
             row.finish = if rules.eos.contains(&token) {
                 Some(Finish::Eos)
             } else if hits_stop(rules.tokenizer, &row.tokens, &params.stop)? {
@@ -288,6 +296,42 @@ fn hits_stop(tokenizer: &PolicyTokenizer, tokens: &[u32], stop: &[String]) -> Re
     Ok(stop.iter().any(|s| text.contains(s.as_str())))
 }
 
+/// Draws one token id from `logits` (see [`sample_token`]) and returns it with its log-prob
+/// under the untempered distribution (the behaviour log-prob, see the module docs).
+///
+/// At temperature 1 without top-p, the one pass of `exp` that the log-prob needs also gives
+/// the sampling weights (f32, vectorised); other settings draw with [`sample_token`].
+pub(crate) fn draw(
+    logits: &[f32],
+    temperature: f32,
+    top_p: f32,
+    rng: &mut ChaCha8Rng,
+) -> (u32, f32) {
+    let max = max_of(logits);
+    let weights: Vec<f32> = logits.iter().map(|&l| exp_f32(l - max)).collect();
+    let total = sum_of(&weights);
+    let log_total = max + total.ln();
+    let token = if temperature == 1.0 && top_p >= 1.0 {
+        let mut u = rng.random::<f64>() * f64::from(total);
+        let mut chosen = None;
+        for (i, &w) in weights.iter().enumerate() {
+            u -= f64::from(w);
+            if u < 0.0 {
+                chosen = Some(u32_of(i));
+                break;
+            }
+        }
+        // Rounding can leave u just above zero: take the last token with any weight.
+        chosen.unwrap_or_else(|| u32_of(weights.iter().rposition(|&w| w > 0.0).unwrap_or(0)))
+    } else {
+        sample_token(logits, temperature, top_p, rng)
+    };
+    let logprob = logits
+        .get(token as usize)
+        .map_or(f32::NEG_INFINITY, |&l| l - log_total);
+    (token, logprob)
+}
+
 /// Draws one token id from `logits` with temperature and top-p (greedy at temperature 0).
 pub(crate) fn sample_token(
     logits: &[f32],
@@ -369,6 +413,31 @@ mod tests {
             seen[2] > 0 && seen[1] > seen[2] && seen[0] > seen[1],
             "{seen:?}"
         );
+    }
+
+    #[test]
+    fn draw_returns_the_log_softmax_of_its_token_and_follows_the_distribution() {
+        let logits = [3.0f32, 2.0, -0.3, -1e4];
+        let log_total = logits.iter().map(|&l| f64::from(l).exp()).sum::<f64>().ln();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut seen = [0usize; 4];
+        for _ in 0..4000 {
+            let (token, logprob) = draw(&logits, 1.0, 1.0, &mut rng);
+            let want = f64::from(logits[token as usize]) - log_total;
+            assert!(
+                (f64::from(logprob) - want).abs() < 1e-5,
+                "{logprob} vs {want}"
+            );
+            seen[token as usize] += 1;
+        }
+        // Probabilities ~0.71, 0.26, 0.03, 0.
+        assert!(seen[0] > 2600 && seen[0] < 3100, "{seen:?}");
+        assert!(seen[1] > 900 && seen[1] < 1200, "{seen:?}");
+        assert!(seen[2] > 60 && seen[3] == 0, "{seen:?}");
+        // Other settings go through sample_token and still report the untempered log-prob.
+        let (token, logprob) = draw(&logits, 0.0, 1.0, &mut rng);
+        assert_eq!(token, 0);
+        assert!((f64::from(logprob) - (3.0 - log_total)).abs() < 1e-5);
     }
 
     #[test]

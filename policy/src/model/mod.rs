@@ -12,7 +12,7 @@ pub(crate) mod ops;
 mod rope;
 pub(crate) mod store;
 mod swiglu;
-mod vector;
+pub(crate) mod vector;
 
 pub(crate) use cache::KvCache;
 pub(crate) use linear::LoraBuilder;
