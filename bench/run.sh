@@ -153,9 +153,10 @@ for model in $models; do
     if [[ "$which" == all || "$which" == sample ]]; then
         for b in $batches; do
             shape=(--batch "$b" --prompt-len "$prompt_len" --new-tokens "$new_tokens" --repeats "$repeats")
-            run arlas "$model" "$arlas" bench sample --model "$model" "${shape[@]}" --json
+            # --ignore-eos: exactly new_tokens per row, like the reference's min_new_tokens.
+            run arlas "$model" "$arlas" bench sample --model "$model" "${shape[@]}" --ignore-eos --json
             if [[ "$candle1" != 0 ]]; then
-                run arlas-candle1 "$model" env CANDLE_NUM_THREADS=1 "$arlas" bench sample --model "$model" "${shape[@]}" --json
+                run arlas-candle1 "$model" env CANDLE_NUM_THREADS=1 "$arlas" bench sample --model "$model" "${shape[@]}" --ignore-eos --json
             fi
             run torch "$model" "$py" bench/torch_reference.py sample --model "$dir" --threads "$threads" "${shape[@]}"
         done

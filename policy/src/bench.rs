@@ -63,6 +63,31 @@ pub struct SampleBench {
     /// Timed repetitions after one short warm-up.
     pub repeats: usize,
     pub seed: u64,
+    /// Generate exactly `new_tokens` per row: end-of-sequence ids do not stop a row (as a
+    /// reference that sets `min_new_tokens = max_new_tokens`).
+    #[serde(default)]
+    pub ignore_eos: bool,
+}
+
+/// What ran the benchmark: the threads and the build, so that a record describes itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchEnv {
+    /// candle's element-wise threads (`CANDLE_NUM_THREADS`, else the cores).
+    pub candle_threads: usize,
+    /// rayon's pool, which runs the matmuls and arlas's kernels (`RAYON_NUM_THREADS`).
+    pub rayon_threads: usize,
+    pub arlas_version: String,
+}
+
+impl BenchEnv {
+    /// The current process's settings.
+    pub fn current() -> Self {
+        Self {
+            candle_threads: candle_core::utils::get_num_threads(),
+            rayon_threads: rayon::current_num_threads(),
+            arlas_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
 }
 
 /// What a sampling benchmark measured.
@@ -70,10 +95,13 @@ pub struct SampleBench {
 pub struct SampleReport {
     pub generated_tokens: usize,
     pub seconds: f64,
+    /// Wall time of each timed `generate` call.
+    pub repeat_seconds: Vec<f64>,
     pub tokens_per_sec: f64,
     pub flops_per_sec: f64,
     pub matmul_peak_flops_per_sec: f64,
     pub mfu: f64,
+    pub env: BenchEnv,
 }
 
 /// A training benchmark: GRPO steps (with KL to a frozen copy unless `reference` is off)
@@ -96,11 +124,14 @@ pub struct TrainReport {
     pub tokens: usize,
     pub seconds: f64,
     pub seconds_per_step: f64,
+    /// Wall time of each timed step.
+    pub step_seconds: Vec<f64>,
     pub tokens_per_sec: f64,
     pub flops_per_sec: f64,
     pub matmul_peak_flops_per_sec: f64,
     pub mfu: f64,
     pub last_step: StepStats,
+    pub env: BenchEnv,
 }
 
 /// Random token ids that are not end-of-sequence ids.
@@ -137,15 +168,22 @@ pub fn run_sample_bench(policy: &Policy, bench: &SampleBench) -> Result<SampleRe
         max_new_tokens: 2,
         ..params.clone()
     };
-    policy.generate(&prompts, &warm_up)?;
+    let eos: &[u32] = if bench.ignore_eos {
+        &[]
+    } else {
+        policy.eos_ids()
+    };
+    policy.generate_with_eos(&prompts, &warm_up, eos)?;
     let repeats = bench.repeats.max(1);
     let mut generated = 0;
-    let start = Instant::now();
+    let mut repeat_seconds = Vec::with_capacity(repeats);
     for _ in 0..repeats {
-        let out = policy.generate(&prompts, &params)?;
+        let start = Instant::now();
+        let out = policy.generate_with_eos(&prompts, &params, eos)?;
+        repeat_seconds.push(start.elapsed().as_secs_f64());
         generated += out.iter().map(|g| g.tokens.len()).sum::<usize>();
     }
-    let seconds = start.elapsed().as_secs_f64();
+    let seconds: f64 = repeat_seconds.iter().sum();
     let config = policy.config();
     let prefill = to_f64(bench.batch * bench.prompt_len * repeats)
         * forward_flops_per_token(config, bench.prompt_len / 2);
@@ -156,10 +194,12 @@ pub fn run_sample_bench(policy: &Policy, bench: &SampleBench) -> Result<SampleRe
     Ok(SampleReport {
         generated_tokens: generated,
         seconds,
+        repeat_seconds,
         tokens_per_sec: to_f64(generated) / seconds,
         flops_per_sec,
         matmul_peak_flops_per_sec: peak,
         mfu: flops_per_sec / peak,
+        env: BenchEnv::current(),
     })
 }
 
@@ -202,12 +242,14 @@ pub fn run_train_bench(trainer: &mut Trainer, bench: &TrainBench) -> Result<Trai
     let trainable_parameters = policy.num_trainable_parameters();
     let config = policy.config().clone();
     trainer.grpo_step(&items, reference.as_ref())?;
-    let start = Instant::now();
     let mut last = None;
+    let mut step_seconds = Vec::with_capacity(bench.steps);
     for _ in 0..bench.steps {
+        let start = Instant::now();
         last = Some(trainer.grpo_step(&items, reference.as_ref())?);
+        step_seconds.push(start.elapsed().as_secs_f64());
     }
-    let seconds = start.elapsed().as_secs_f64();
+    let seconds: f64 = step_seconds.iter().sum();
     let tokens = bench.batch * bench.seq_len * bench.steps;
     let mut per_token = train_flops_per_token(&config, bench.seq_len / 2);
     if reference.is_some() {
@@ -221,11 +263,13 @@ pub fn run_train_bench(trainer: &mut Trainer, bench: &TrainBench) -> Result<Trai
         tokens,
         seconds,
         seconds_per_step: seconds / to_f64(bench.steps),
+        step_seconds,
         tokens_per_sec: to_f64(tokens) / seconds,
         flops_per_sec,
         matmul_peak_flops_per_sec: peak,
         mfu: flops_per_sec / peak,
         last_step,
+        env: BenchEnv::current(),
     })
 }
 

@@ -189,8 +189,18 @@ impl Policy {
         prompts: &[Vec<u32>],
         params: &SamplingParams,
     ) -> Result<Vec<Generation>> {
+        self.generate_with_eos(prompts, params, &self.eos)
+    }
+
+    /// [`Policy::generate`] with another end-of-sequence list (empty: never stop early).
+    pub(crate) fn generate_with_eos(
+        &self,
+        prompts: &[Vec<u32>],
+        params: &SamplingParams,
+        eos: &[u32],
+    ) -> Result<Vec<Generation>> {
         let rules = StopRules {
-            eos: &self.eos,
+            eos,
             tokenizer: self.tokenizer(),
         };
         sampling::generate(&self.detached, &rules, prompts, params)

@@ -315,3 +315,31 @@ fn rows_that_finish_early_leave_the_batch_without_disturbing_the_others() {
         assert!(max_abs_diff(&stopped[row].logprobs, &scored) <= TOLERANCE);
     }
 }
+
+#[test]
+fn sample_bench_ignore_eos_generates_every_requested_token() {
+    use arlas_policy::bench::{SampleBench, run_sample_bench};
+    let policy = common::tiny_policy(false, 2, 0.5);
+    let bench = |seed, ignore_eos| SampleBench {
+        batch: 3,
+        prompt_len: 4,
+        new_tokens: 48,
+        repeats: 1,
+        seed,
+        ignore_eos,
+    };
+    let nominal = 3 * 48;
+    // A seed where the untouched model samples an end-of-sequence id and stops a row early.
+    let seed = (0..40)
+        .find(|&s| {
+            run_sample_bench(&policy, &bench(s, false))
+                .unwrap()
+                .generated_tokens
+                < nominal
+        })
+        .expect("some seed should sample an end-of-sequence id");
+    let report = run_sample_bench(&policy, &bench(seed, true)).unwrap();
+    assert_eq!(report.generated_tokens, nominal);
+    assert_eq!(report.repeat_seconds.len(), 1);
+    assert!(report.env.rayon_threads >= 1 && report.env.candle_threads >= 1);
+}

@@ -167,6 +167,10 @@ pub struct SampleBenchArgs {
     /// Seed of the random prompts and the sampler.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Generate exactly --new-tokens per row: an end-of-sequence token does not end a row
+    /// (what a reference with min_new_tokens = max_new_tokens does).
+    #[arg(long)]
+    pub ignore_eos: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -383,6 +387,7 @@ pub fn bench_sample(args: SampleBenchArgs) -> anyhow::Result<()> {
         new_tokens: args.new_tokens,
         repeats: args.repeats,
         seed: args.seed,
+        ignore_eos: args.ignore_eos,
     };
     let report = arlas_policy::bench::run_sample_bench(&policy, &bench)?;
     let mut value = serde_json::json!({
