@@ -11,7 +11,7 @@ use candle_core::{D, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{Decoder, Kernels, Positions, ops};
+use crate::model::{Decoder, Kernels, Positions, ops, token_logprobs};
 use crate::sampling::{MASKED, u32_of};
 
 /// One sequence to score: every id the actor fed and sampled, and `mask[i] = true` on the
@@ -169,11 +169,17 @@ pub(crate) fn score(
     let n = targets.len();
     let selected = hidden.index_select(&Tensor::from_vec(rows, n, &device)?, 0)?;
     let logits = decoder.logits(&selected)?;
-    let log_probs = ops::log_softmax_last(&logits)?;
-    let targets = Tensor::from_vec(targets, (n, 1), &device)?;
-    let logprobs = log_probs.gather(&targets, D::Minus1)?.squeeze(1)?;
-    let detached = log_probs.detach();
-    let entropies = (detached.exp()? * &detached)?.sum(D::Minus1)?.neg()?;
+    let (logprobs, entropies) = if device.is_cpu() {
+        // One kernel with its own backward (no (tokens, vocab) log-softmax kept for it).
+        token_logprobs::token_logprobs(&logits, &targets)?
+    } else {
+        let log_probs = ops::log_softmax_last(&logits)?;
+        let targets = Tensor::from_vec(targets, (n, 1), &device)?;
+        let logprobs = log_probs.gather(&targets, D::Minus1)?.squeeze(1)?;
+        let detached = log_probs.detach();
+        let entropies = (detached.exp()? * &detached)?.sum(D::Minus1)?.neg()?;
+        (logprobs, entropies)
+    };
     Ok(ScoreOutput {
         logprobs,
         entropies,

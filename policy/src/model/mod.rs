@@ -12,6 +12,7 @@ pub(crate) mod ops;
 mod rope;
 pub(crate) mod store;
 mod swiglu;
+pub(crate) mod token_logprobs;
 pub(crate) mod vector;
 
 pub(crate) use cache::KvCache;
