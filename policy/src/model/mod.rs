@@ -9,6 +9,7 @@ mod decode_attention;
 mod linear;
 mod masked_softmax;
 pub(crate) mod ops;
+mod rms_norm;
 mod rope;
 pub(crate) mod store;
 mod swiglu;

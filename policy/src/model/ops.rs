@@ -27,6 +27,11 @@ pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, kernels: Kernels) 
             let eps32 = eps as f32;
             Ok(candle_nn::ops::rms_norm(&x, weight, eps32)?)
         }
+        // One kernel with its own backward on the CPU (see rms_norm.rs).
+        #[allow(clippy::cast_possible_truncation)] // eps is ~1e-5, well within f32
+        Kernels::Autograd if x.device().is_cpu() => {
+            super::rms_norm::rms_norm(x, weight, eps as f32)
+        }
         Kernels::Autograd => {
             let variance = x.sqr()?.mean_keepdim(D::Minus1)?;
             let inv = (variance + eps)?.sqrt()?.recip()?;
