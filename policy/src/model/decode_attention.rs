@@ -6,11 +6,10 @@
 //! all of it in one pass per (row, head), the heads spread over rayon's pool. Same formula,
 //! f32 throughout: `softmax(q k^T * scale + mask) v`, the max subtracted before `exp`.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::vector::dot;
+use super::vector::{dot, f32_storage};
 use crate::error::Result;
 
 /// `q` `(B, H, 1, hd)`, `k`/`v` `(B, kv_heads, L, hd)` (any strides with a unit last one),
@@ -41,16 +40,6 @@ fn strides(layout: &Layout, hd: usize) -> candle_core::Result<(usize, usize, usi
              dimension, got dims {:?} strides {:?}",
             layout.dims(),
             layout.stride()
-        ),
-    }
-}
-
-fn f32_slice<'s>(storage: &'s CpuStorage, what: &str) -> candle_core::Result<&'s [f32]> {
-    match storage {
-        CpuStorage::F32(v) => Ok(v),
-        other => bail!(
-            "decode attention: {what} must be f32, got {:?}",
-            other.dtype()
         ),
     }
 }
@@ -86,10 +75,10 @@ impl CustomOp3 for DecodeAttention<'_> {
             );
         }
         let rep = heads / kv_heads;
-        let q = f32_slice(qs, "queries")?;
+        let q = f32_storage(qs, "decode attention", "queries")?;
         let q = &q[ql.start_offset()..ql.start_offset() + b * heads * hd];
-        let k = f32_slice(ks, "keys")?;
-        let v = f32_slice(vs, "values")?;
+        let k = f32_storage(ks, "decode attention", "keys")?;
+        let v = f32_storage(vs, "decode attention", "values")?;
         let (k_off, k_sb, k_sh, k_sl) = strides(kl, hd)?;
         let (v_off, v_sb, v_sh, v_sl) = strides(vl, hd)?;
         let mut out = vec![0f32; b * heads * hd];
@@ -133,6 +122,7 @@ impl CustomOp3 for DecodeAttention<'_> {
 mod tests {
     use super::*;
     use crate::model::ops::{self, Kernels};
+    use crate::model::vector::max_diff;
     use candle_core::{DType, Device};
 
     /// The general path: batched matmuls, mask add, softmax.
@@ -175,16 +165,7 @@ mod tests {
         let scale = 0.25f32; // any scale: the model passes 1 / sqrt(hd)
         let got = decode_attention(&q, &k, &v, &mask, scale).unwrap();
         let want = reference(&q, &k, &v, &mask_t, f64::from(scale));
-        let diff = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_diff(&got, &want);
         assert!(diff < 1e-5, "max |diff| {diff}");
     }
 

@@ -8,11 +8,10 @@
 //! one call per element, and takes a slow errno-setting path for masked keys, where it
 //! underflows).
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::vector::{dot, exp_f32, max_of, sum_of};
+use super::vector::{contiguous_f32, dot, exp_f32, max_of, sum_of};
 use crate::error::Result;
 
 /// `softmax(x * scale + mask)` over the last dimension, differentiable in `x`.
@@ -25,24 +24,6 @@ pub(crate) fn masked_softmax(x: &Tensor, mask: &Tensor, scale: f32) -> Result<Te
 
 struct MaskedSoftmax {
     scale: f32,
-}
-
-fn f32_data<'s>(
-    storage: &'s CpuStorage,
-    layout: &Layout,
-    what: &str,
-) -> candle_core::Result<&'s [f32]> {
-    let data = match storage {
-        CpuStorage::F32(v) => v.as_slice(),
-        other => bail!(
-            "masked softmax: {what} must be f32, got {:?}",
-            other.dtype()
-        ),
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("masked softmax: {what} must be contiguous"),
-    }
 }
 
 impl CustomOp2 for MaskedSoftmax {
@@ -66,8 +47,8 @@ impl CustomOp2 for MaskedSoftmax {
                 xl.dims()
             );
         }
-        let x = f32_data(xs, xl, "scores")?;
-        let mask = f32_data(ms, ml, "mask")?;
+        let x = contiguous_f32(xs, xl, "masked softmax", "scores")?;
+        let mask = contiguous_f32(ms, ml, "masked softmax", "mask")?;
         let scale = self.scale;
         let mut out = vec![0f32; x.len()];
         if k > 0 {
@@ -132,8 +113,8 @@ impl CustomOp2 for SoftmaxBackward {
             );
         }
         let k = *pl.dims().last().unwrap_or(&0);
-        let p = f32_data(ps, pl, "probabilities")?;
-        let g = f32_data(gs, gl, "gradient")?;
+        let p = contiguous_f32(ps, pl, "masked softmax", "probabilities")?;
+        let g = contiguous_f32(gs, gl, "masked softmax", "gradient")?;
         let scale = self.scale;
         let mut out = vec![0f32; p.len()];
         if k > 0 {
@@ -154,20 +135,8 @@ impl CustomOp2 for SoftmaxBackward {
 mod tests {
     use super::*;
     use crate::model::ops::{self, Kernels};
+    use crate::model::vector::max_diff;
     use candle_core::{D, Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     /// Causal mask with `pad` hidden leading keys per batch row: `(B, 1, T, T)`.
     fn causal(pads: &[usize], t: usize) -> Tensor {

@@ -95,6 +95,7 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, kernels: Kernels) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::vector::max_diff;
     use candle_core::Device;
 
     fn sample(shape: &[usize], seed: u64) -> Tensor {
@@ -106,19 +107,6 @@ mod tests {
             })
             .collect();
         Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     #[test]

@@ -7,11 +7,10 @@
 //! `d x = r * (g * w) - x * r^3 * sum(g * w * x) / n` and accumulates `d w = sum_rows(g * x * r)`
 //! (`r = 1 / sqrt(mean(x^2) + eps)`).
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::vector::{dot, sum_of};
+use super::vector::{contiguous_f32, dot, sum_of};
 use crate::error::Result;
 
 /// Rows per parallel task of the backward (each task keeps its own partial `d w`).
@@ -25,21 +24,6 @@ pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> 
 
 struct RmsNorm {
     eps: f32,
-}
-
-fn f32_data<'s>(
-    storage: &'s CpuStorage,
-    layout: &Layout,
-    what: &str,
-) -> candle_core::Result<&'s [f32]> {
-    let data = match storage {
-        CpuStorage::F32(v) => v.as_slice(),
-        other => bail!("rms norm: {what} must be f32, got {:?}", other.dtype()),
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("rms norm: {what} must be contiguous"),
-    }
 }
 
 /// The width `n` of the normalised dimension, checked against the weight.
@@ -73,8 +57,8 @@ impl CustomOp2 for RmsNorm {
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let n = width(xl, wl)?;
-        let x = f32_data(xs, xl, "input")?;
-        let w = f32_data(ws, wl, "weight")?;
+        let x = contiguous_f32(xs, xl, "rms norm", "input")?;
+        let w = contiguous_f32(ws, wl, "rms norm", "weight")?;
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(n)
             .zip(x.par_chunks(n))
@@ -135,9 +119,9 @@ impl CustomOp3 for RmsNormBackward {
                 xl.dims()
             );
         }
-        let x = f32_data(xs, xl, "input")?;
-        let w = f32_data(ws, wl, "weight")?;
-        let g = f32_data(gs, gl, "gradient")?;
+        let x = contiguous_f32(xs, xl, "rms norm", "input")?;
+        let w = contiguous_f32(ws, wl, "rms norm", "weight")?;
+        let g = contiguous_f32(gs, gl, "rms norm", "gradient")?;
         let mut dx = vec![0f32; x.len()];
         let block = ROWS_PER_TASK * n;
         let partials: Vec<Vec<f32>> = dx
@@ -175,20 +159,8 @@ impl CustomOp3 for RmsNormBackward {
 mod tests {
     use super::*;
     use crate::model::ops::{self, Kernels};
+    use crate::model::vector::max_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     #[test]
     fn value_and_gradients_match_the_primitive_ops() {

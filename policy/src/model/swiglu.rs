@@ -5,11 +5,10 @@
 //! the backward one pass that writes both gradients (`s = sigmoid(gate)`):
 //! `d gate = g * up * s * (1 + gate * (1 - s))`, `d up = g * gate * s`.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::vector::exp_f32;
+use super::vector::{contiguous_f32, exp_f32};
 use crate::error::Result;
 
 /// Elements per parallel task.
@@ -21,21 +20,6 @@ pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 }
 
 struct SwiGlu;
-
-fn f32_data<'s>(
-    storage: &'s CpuStorage,
-    layout: &Layout,
-    what: &str,
-) -> candle_core::Result<&'s [f32]> {
-    let data = match storage {
-        CpuStorage::F32(v) => v.as_slice(),
-        other => bail!("swiglu: {what} must be f32, got {:?}", other.dtype()),
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("swiglu: {what} must be contiguous"),
-    }
-}
 
 #[inline(always)]
 fn sigmoid(x: f32) -> f32 {
@@ -57,8 +41,8 @@ impl CustomOp2 for SwiGlu {
         if gl.dims() != ul.dims() {
             bail!("swiglu: gate {:?} and up {:?} differ", gl.dims(), ul.dims());
         }
-        let gate = f32_data(gs, gl, "gate")?;
-        let up = f32_data(us, ul, "up")?;
+        let gate = contiguous_f32(gs, gl, "swiglu", "gate")?;
+        let up = contiguous_f32(us, ul, "swiglu", "up")?;
         let mut out = vec![0f32; gate.len()];
         out.par_chunks_mut(CHUNK)
             .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
@@ -108,9 +92,9 @@ impl CustomOp3 for SwiGluBackward {
                 dl.dims()
             );
         }
-        let gate = f32_data(gs, gl, "gate")?;
-        let up = f32_data(us, ul, "up")?;
-        let grad = f32_data(ds, dl, "gradient")?;
+        let gate = contiguous_f32(gs, gl, "swiglu", "gate")?;
+        let up = contiguous_f32(us, ul, "swiglu", "up")?;
+        let grad = contiguous_f32(ds, dl, "swiglu", "gradient")?;
         let n = gate.len();
         let mut out = vec![0f32; 2 * n];
         let (d_gate, d_up) = out.split_at_mut(n);
@@ -136,20 +120,8 @@ impl CustomOp3 for SwiGluBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::vector::max_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     #[test]
     fn value_and_gradients_match_the_primitive_ops() {

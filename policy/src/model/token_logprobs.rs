@@ -8,11 +8,10 @@
 //! `d logits = g * (onehot(token) - softmax(logits))`, with the log-sum-exp recovered from the
 //! output (`lse = logit[token] - logprob`). The entropy is reported without a gradient.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::vector::{exp_f32, max_of};
+use super::vector::{contiguous_f32, exp_f32, max_of};
 use crate::error::Result;
 
 /// For logits `(N, vocab)` and one target id per row: `(log-probs (N,), entropies (N,))`.
@@ -29,24 +28,6 @@ pub(crate) fn token_logprobs(logits: &Tensor, targets: &[u32]) -> Result<(Tensor
 
 struct TokenLogprobs {
     targets: Vec<u32>,
-}
-
-fn f32_data<'s>(
-    storage: &'s CpuStorage,
-    layout: &Layout,
-    what: &str,
-) -> candle_core::Result<&'s [f32]> {
-    let data = match storage {
-        CpuStorage::F32(v) => v.as_slice(),
-        other => bail!(
-            "token log-probs: {what} must be f32, got {:?}",
-            other.dtype()
-        ),
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("token log-probs: {what} must be contiguous"),
-    }
 }
 
 impl TokenLogprobs {
@@ -72,7 +53,7 @@ impl CustomOp1 for TokenLogprobs {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, vocab) = self.check(l)?;
-        let logits = f32_data(s, l, "logits")?;
+        let logits = contiguous_f32(s, l, "token log-probs", "logits")?;
         let mut out = vec![0f32; 2 * n];
         if vocab > 0 {
             out.par_chunks_mut(2)
@@ -154,8 +135,8 @@ impl CustomOp2 for TokenLogprobsBackward {
                 pl.dims()
             );
         }
-        let logits = f32_data(ls, ll, "logits")?;
-        let packed = f32_data(ps, pl, "log-probs and gradients")?;
+        let logits = contiguous_f32(ls, ll, "token log-probs", "logits")?;
+        let packed = contiguous_f32(ps, pl, "token log-probs", "log-probs and gradients")?;
         let mut out = vec![0f32; n * vocab];
         if vocab > 0 {
             out.par_chunks_mut(vocab)
@@ -179,20 +160,8 @@ impl CustomOp2 for TokenLogprobsBackward {
 mod tests {
     use super::*;
     use crate::model::ops;
+    use crate::model::vector::max_diff;
     use candle_core::{D, Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     #[test]
     fn values_and_gradient_match_log_softmax_and_gather() {

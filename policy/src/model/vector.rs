@@ -1,6 +1,9 @@
-//! f32 primitives written so that the compiler vectorises them: an `exp` in plain arithmetic
-//! and reductions with eight independent lanes (a float reduction in one accumulator cannot be
-//! reordered, so it stays scalar).
+//! f32 primitives of the CPU kernels: an `exp` in plain arithmetic and reductions with eight
+//! independent lanes, written so that the compiler vectorises them (a float reduction in one
+//! accumulator cannot be reordered, so it stays scalar), and access to a tensor's f32 values.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, Layout, bail};
 
 /// Below this `exp` is under f32's smallest normal value: taken as 0.
 const EXP_UNDERFLOW: f32 = -87.0;
@@ -90,6 +93,49 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// All f32 values of a CPU storage (read them through the tensor's layout).
+pub(crate) fn f32_storage<'s>(
+    storage: &'s CpuStorage,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<&'s [f32]> {
+    match storage {
+        CpuStorage::F32(v) => Ok(v.as_slice()),
+        other => bail!("{op}: {what} must be f32, got {:?}", other.dtype()),
+    }
+}
+
+/// The f32 values of a contiguous CPU tensor, for the kernels of this module's siblings; `op`
+/// and `what` name the kernel and the argument in the error.
+pub(crate) fn contiguous_f32<'s>(
+    storage: &'s CpuStorage,
+    layout: &Layout,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<&'s [f32]> {
+    let data = f32_storage(storage, op, what)?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("{op}: {what} must be contiguous"),
+    }
+}
+
+/// Largest absolute difference between two tensors of the same shape (tests).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 #[cfg(test)]
