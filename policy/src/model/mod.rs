@@ -155,9 +155,10 @@ impl Attention {
         // KV head j (Hugging Face's repeat_kv order), so fold them into the row dimension.
         let qg = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
         let scores = qg.matmul(&k.t()?)?.reshape((b, nh, t, tk))?;
+        // The one-kernel masked softmax runs on the CPU only (other devices use the primitives).
         let probs = match mask {
             #[allow(clippy::cast_possible_truncation)] // 1/sqrt(hd) is well within f32
-            Some(m) if self.fused_softmax(&scores) => {
+            Some(m) if scores.device().is_cpu() => {
                 masked_softmax::masked_softmax(&scores, m, scale as f32)?
             }
             Some(m) => ops::softmax_last(&(scores * scale)?.broadcast_add(m)?, kernels)?,
@@ -180,11 +181,6 @@ impl Attention {
             qkv: self.qkv.as_ref().map(Linear::detached),
             ..*self
         }
-    }
-
-    /// The one-kernel masked softmax runs on the CPU only (other devices use the primitives).
-    fn fused_softmax(&self, scores: &Tensor) -> bool {
-        scores.device().is_cpu()
     }
 
     fn stacked(&self) -> Result<Self> {
