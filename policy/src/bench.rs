@@ -72,7 +72,8 @@ pub struct SampleBench {
 /// What ran the benchmark: the threads and the build, so that a record describes itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchEnv {
-    /// candle's element-wise threads (`CANDLE_NUM_THREADS`, else the cores).
+    /// candle's element-wise threads: `CANDLE_NUM_THREADS` (the `arlas` binary sets 1 unless
+    /// it is given), else rayon's count, as candle decides.
     pub candle_threads: usize,
     /// rayon's pool, which runs the matmuls and arlas's kernels (`RAYON_NUM_THREADS`).
     pub rayon_threads: usize,
@@ -83,7 +84,13 @@ impl BenchEnv {
     /// The current process's settings.
     pub fn current() -> Self {
         Self {
-            candle_threads: candle_core::utils::get_num_threads(),
+            // candle_core::utils::get_num_threads() is rayon's count; the element-wise pool
+            // reads this variable first.
+            candle_threads: std::env::var("CANDLE_NUM_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or_else(rayon::current_num_threads),
             rayon_threads: rayon::current_num_threads(),
             arlas_version: env!("CARGO_PKG_VERSION").to_string(),
         }
