@@ -50,10 +50,11 @@ pub fn unpermute_rope_rows(w: &Tensor, heads: usize) -> candle_core::Result<Tens
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{D, Device, Tensor};
+    use candle_core::{Device, Tensor};
     use candle_nn::rotary_emb::{rope, rope_i};
 
     use super::*;
+    use crate::model::vector::max_diff as max_abs_diff;
 
     /// `(t, d/2)` cos/sin tables for positions `0..t`, base 10000 — the same for both conventions.
     fn rope_tables(t: usize, d: usize, dev: &Device) -> (Tensor, Tensor) {
@@ -100,19 +101,6 @@ mod tests {
             })
             .collect();
         Tensor::stack(&per_head, 0).unwrap()
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(D::Minus1)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     #[test]

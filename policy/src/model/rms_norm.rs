@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::vector::{contiguous_f32, dot, sum_of};
+use super::vector::{contiguous_f32, dot};
 use crate::error::Result;
 
 /// Rows per parallel task of the backward (each task keeps its own partial `d w`).
@@ -146,9 +146,12 @@ impl CustomOp3 for RmsNormBackward {
                 dw
             })
             .collect();
-        let dw: Vec<f32> = (0..n)
-            .map(|j| sum_of(&partials.iter().map(|p| p[j]).collect::<Vec<_>>()))
-            .collect();
+        let mut dw = vec![0f32; n];
+        for partial in &partials {
+            for (total, p) in dw.iter_mut().zip(partial) {
+                *total += p;
+            }
+        }
         dx.extend_from_slice(&dw);
         let len = dx.len();
         Ok((CpuStorage::F32(dx), Shape::from(len)))

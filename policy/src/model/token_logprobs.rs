@@ -30,20 +30,19 @@ struct TokenLogprobs {
     targets: Vec<u32>,
 }
 
-impl TokenLogprobs {
-    fn check(&self, layout: &Layout) -> candle_core::Result<(usize, usize)> {
-        let (n, vocab) = layout.shape().dims2()?;
-        if n != self.targets.len() {
-            bail!(
-                "token log-probs: {n} rows of logits for {} targets",
-                self.targets.len()
-            );
-        }
-        if let Some(bad) = self.targets.iter().find(|&&t| t as usize >= vocab) {
-            bail!("token log-probs: target id {bad} outside the vocabulary of {vocab}");
-        }
-        Ok((n, vocab))
+/// `(rows, vocab)` of logits that fit `targets`: one target per row, each inside the vocabulary.
+fn check_rows(layout: &Layout, targets: &[u32]) -> candle_core::Result<(usize, usize)> {
+    let (n, vocab) = layout.shape().dims2()?;
+    if n != targets.len() {
+        bail!(
+            "token log-probs: {n} rows of logits for {} targets",
+            targets.len()
+        );
     }
+    if let Some(bad) = targets.iter().find(|&&t| t as usize >= vocab) {
+        bail!("token log-probs: target id {bad} outside the vocabulary of {vocab}");
+    }
+    Ok((n, vocab))
 }
 
 impl CustomOp1 for TokenLogprobs {
@@ -52,7 +51,7 @@ impl CustomOp1 for TokenLogprobs {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (n, vocab) = self.check(l)?;
+        let (n, vocab) = check_rows(l, &self.targets)?;
         let logits = contiguous_f32(s, l, "token log-probs", "logits")?;
         let mut out = vec![0f32; 2 * n];
         if vocab > 0 {
@@ -102,18 +101,18 @@ impl CustomOp1 for TokenLogprobs {
         Ok(Some(logits.apply_op2_no_bwd(
             &packed,
             &TokenLogprobsBackward {
-                targets: self.targets.clone(),
+                targets: &self.targets,
             },
         )?))
     }
 }
 
 /// `g * (onehot(target) - softmax(logits))` per row, from the logits and `[logprob, g]` rows.
-struct TokenLogprobsBackward {
-    targets: Vec<u32>,
+struct TokenLogprobsBackward<'a> {
+    targets: &'a [u32],
 }
 
-impl CustomOp2 for TokenLogprobsBackward {
+impl CustomOp2 for TokenLogprobsBackward<'_> {
     fn name(&self) -> &'static str {
         "token-logprobs-backward"
     }
@@ -125,10 +124,7 @@ impl CustomOp2 for TokenLogprobsBackward {
         ps: &CpuStorage,
         pl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (n, vocab) = TokenLogprobs {
-            targets: self.targets.clone(),
-        }
-        .check(ll)?;
+        let (n, vocab) = check_rows(ll, self.targets)?;
         if pl.dims() != [n, 2] {
             bail!(
                 "token log-probs backward: expected ({n}, 2) rows, got {:?}",
