@@ -343,3 +343,42 @@ fn sample_bench_ignore_eos_generates_every_requested_token() {
     assert_eq!(report.repeat_seconds.len(), 1);
     assert!(report.env.rayon_threads >= 1 && report.env.candle_threads >= 1);
 }
+
+#[test]
+fn large_batches_of_a_small_model_decode_in_groups_with_the_same_samples_on_any_thread_count() {
+    // 20 rows: more than one decoding group for a small model on the CPU (sampling.rs).
+    let policy = tiny_policy(true, 7, 0.1);
+    let base = prompts(&policy);
+    let prompts: Vec<Vec<u32>> = (0..20)
+        .map(|i| {
+            let p = &base[i % base.len()];
+            p[..p.len() - (i / base.len())].to_vec()
+        })
+        .collect();
+    let params = SamplingParams {
+        max_new_tokens: 16,
+        seed: 5,
+        ..SamplingParams::default()
+    };
+    let on = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| policy.generate(&prompts, &params).unwrap())
+    };
+    let two = on(2);
+    assert_eq!(two, on(1), "samples depend on the thread count");
+    assert_eq!(two.len(), prompts.len());
+    // Every row, whichever group decoded it, is the model's own distribution.
+    let items: Vec<ScoreItem> = prompts
+        .iter()
+        .zip(&two)
+        .map(|(p, g)| ScoreItem::completion(p, &g.tokens))
+        .collect();
+    let scored = policy.score(&items).unwrap().logprobs_vec().unwrap();
+    for (row, (g, s)) in two.iter().zip(&scored).enumerate() {
+        let diff = max_abs_diff(&g.logprobs, s);
+        assert!(diff <= TOLERANCE, "row {row}: {diff}");
+    }
+}

@@ -1,19 +1,15 @@
 //! The key/value cache of batched sampling: preallocated per layer, filled in place.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Default)]
-struct LayerCache {
-    k: Option<Tensor>,
-    v: Option<Tensor>,
-}
-
-/// Keys and values of every layer, shape `(B, kv_heads, capacity, head_dim)` each.
+/// Keys and values of every layer, one buffer per layer of shape `(2, B, kv_heads, capacity,
+/// head_dim)`: keys at index 0, values at 1 (one tensor, so the decoding kernels write both in
+/// one in-place op).
 #[derive(Debug, Clone)]
 pub(crate) struct KvCache {
-    layers: Vec<LayerCache>,
+    layers: Vec<Option<Tensor>>,
     len: usize,
     capacity: usize,
 }
@@ -21,7 +17,7 @@ pub(crate) struct KvCache {
 impl KvCache {
     pub(crate) fn new(num_layers: usize, capacity: usize) -> Self {
         Self {
-            layers: vec![LayerCache::default(); num_layers],
+            layers: vec![None; num_layers],
             len: 0,
             capacity,
         }
@@ -47,26 +43,45 @@ impl KvCache {
                 self.len, self.capacity
             )));
         }
+        let (b, h, _, d) = k.dims4()?;
+        let buf = self.buffer(layer, b, h, d, k.device())?;
+        let (k_buf, v_buf) = (buf.get(0)?, buf.get(1)?);
+        k_buf.slice_set(&k.contiguous()?, 2, self.len)?;
+        v_buf.slice_set(&v.contiguous()?, 2, self.len)?;
+        Ok((
+            k_buf.narrow(2, 0, self.len + t)?,
+            v_buf.narrow(2, 0, self.len + t)?,
+        ))
+    }
+
+    /// The layer's buffer `(2, B, kv_heads, capacity, head_dim)`, allocated on first use.
+    pub(crate) fn buffer(
+        &mut self,
+        layer: usize,
+        batch: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let capacity = self.capacity;
         let entry = self
             .layers
             .get_mut(layer)
             .ok_or_else(|| Error::InvalidInput(format!("kv cache has no layer {layer}")))?;
-        let (b, h, _, d) = k.dims4()?;
-        let k_buf = match &entry.k {
-            Some(buf) => buf.clone(),
-            None => Tensor::zeros((b, h, self.capacity, d), DType::F32, k.device())?,
-        };
-        let v_buf = match &entry.v {
-            Some(buf) => buf.clone(),
-            None => Tensor::zeros((b, h, self.capacity, d), DType::F32, v.device())?,
-        };
-        k_buf.slice_set(&k.contiguous()?, 2, self.len)?;
-        v_buf.slice_set(&v.contiguous()?, 2, self.len)?;
-        let k_all = k_buf.narrow(2, 0, self.len + t)?;
-        let v_all = v_buf.narrow(2, 0, self.len + t)?;
-        entry.k = Some(k_buf);
-        entry.v = Some(v_buf);
-        Ok((k_all, v_all))
+        match entry {
+            Some(buf) => Ok(buf.clone()),
+            None => {
+                let buf =
+                    Tensor::zeros((2, batch, kv_heads, capacity, head_dim), DType::F32, device)?;
+                *entry = Some(buf.clone());
+                Ok(buf)
+            }
+        }
+    }
+
+    /// Room left for new tokens.
+    pub(crate) fn free(&self) -> usize {
+        self.capacity - self.len
     }
 
     /// Marks `t` more tokens as cached (after every layer appended them).
@@ -76,13 +91,8 @@ impl KvCache {
 
     /// Keeps only the given batch rows, in that order.
     pub(crate) fn retain_rows(&mut self, rows: &Tensor) -> Result<()> {
-        for layer in &mut self.layers {
-            if let Some(k) = &layer.k {
-                layer.k = Some(k.index_select(rows, 0)?);
-            }
-            if let Some(v) = &layer.v {
-                layer.v = Some(v.index_select(rows, 0)?);
-            }
+        for buf in self.layers.iter_mut().flatten() {
+            *buf = buf.index_select(rows, 1)?;
         }
         Ok(())
     }

@@ -1,120 +1,268 @@
-//! Attention of one new token per row over the KV cache, as one CPU kernel (sampling only).
+//! One decoding step's attention on the CPU (sampling only): two kernels per layer instead of
+//! a dozen small ops.
 //!
-//! A decoding step's attention is tiny per head (one query, a few hundred keys), so the
-//! general path (a batched matmul for the scores, scale, mask add, softmax, a second batched
-//! matmul) spends most of its time dispatching and synchronising small ops. This kernel does
-//! all of it in one pass per (row, head), the heads spread over rayon's pool. Same formula,
-//! f32 throughout: `softmax(q k^T * scale + mask) v`, the max subtracted before `exp`.
+//! A decoding step feeds one new token per row. The general path splits the stacked q/k/v
+//! projection into heads (three copies), rotates q and k (two ops), writes k and v into the
+//! cache (two more), then runs attention. For a small model each of those ops costs more in
+//! dispatch and allocation than in arithmetic. Here [`append_kv`] rotates the new key and
+//! writes it and the new value straight from the projection into the cache, in place, and
+//! [`attend`] rotates each query head and runs `softmax(q k^T * scale + mask) v` over the
+//! cache in one pass per (row, head), the heads spread over rayon's pool. Same formulas, f32
+//! throughout, the max subtracted before `exp`; rotation is Hugging Face's rotate-half.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp2, InplaceOp2, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::vector::{dot, f32_storage};
+use super::vector::{Matrix, dot, exp_f32, f32_storage, max_of, sum_of};
 use crate::error::Result;
 
-/// `q` `(B, H, 1, hd)`, `k`/`v` `(B, kv_heads, L, hd)` (any strides with a unit last one),
-/// `mask` additive `(B, L)` row-major, to `(B, H, 1, hd)`. Query head `h` reads KV head
-/// `h / (H / kv_heads)` (Hugging Face's repeat_kv order).
-pub(crate) fn decode_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: &[f32],
-    scale: f32,
-) -> Result<Tensor> {
-    Ok(q.contiguous()?
-        .apply_op3_no_bwd(k, v, &DecodeAttention { mask, scale })?)
+/// Most query heads per KV head the kernel takes (Llama-family models use up to 8).
+const MAX_GROUP: usize = 64;
+
+/// What one decoding step needs besides the tensors, computed once for all layers.
+#[derive(Debug, Clone)]
+pub(crate) struct DecodeStep {
+    /// Rows in the batch.
+    pub(crate) batch: usize,
+    /// Tokens already cached: the new key and value go to this slot of every row.
+    pub(crate) cached: usize,
+    /// Additive mask, `(batch, cached + 1)` row-major.
+    pub(crate) mask: Vec<f32>,
+    /// Half-width rotary tables at each row's new position, `(batch, head_dim / 2)`.
+    pub(crate) cos: Vec<f32>,
+    pub(crate) sin: Vec<f32>,
 }
 
-struct DecodeAttention<'a> {
-    mask: &'a [f32],
-    scale: f32,
+/// The attention layer's shape.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heads {
+    pub(crate) heads: usize,
+    pub(crate) kv_heads: usize,
+    pub(crate) head_dim: usize,
 }
 
-/// Where one of `k`/`v`'s rows starts: `(offset, batch stride, head stride, position stride)`.
-fn strides(layout: &Layout, hd: usize) -> candle_core::Result<(usize, usize, usize, usize)> {
-    match *layout.stride() {
-        [sb, sh, sl, 1] if layout.dims()[3] == hd => Ok((layout.start_offset(), sb, sh, sl)),
-        _ => bail!(
-            "decode attention: keys/values must be (B, kv_heads, L, {hd}) with a contiguous last \
-             dimension, got dims {:?} strides {:?}",
-            layout.dims(),
-            layout.stride()
-        ),
+impl Heads {
+    /// Width of the stacked projection: `heads` queries, then `kv_heads` keys and values.
+    fn width(self) -> usize {
+        (self.heads + 2 * self.kv_heads) * self.head_dim
     }
 }
 
-impl CustomOp3 for DecodeAttention<'_> {
+/// Rotates `x` by the half-width tables (`out[i] = x[i] cos - x[i+h] sin`,
+/// `out[i+h] = x[i+h] cos + x[i] sin`) and multiplies by `scale`.
+fn rotate_into(out: &mut [f32], x: &[f32], cos: &[f32], sin: &[f32], scale: f32) {
+    let half = cos.len();
+    let (out1, out2) = out.split_at_mut(half);
+    let (x1, x2) = x.split_at(half);
+    for i in 0..half {
+        out1[i] = (x1[i] * cos[i] - x2[i] * sin[i]) * scale;
+        out2[i] = (x2[i] * cos[i] + x1[i] * sin[i]) * scale;
+    }
+}
+
+/// Checks the step's tensors: `qkv` `(B, width)`, `kv` `(2, B, kv_heads, cap, head_dim)`
+/// contiguous with room for the new token. Returns `cap`.
+fn check(
+    op: &str,
+    step: &DecodeStep,
+    heads: Heads,
+    qkv: &Matrix,
+    kv: &Layout,
+) -> candle_core::Result<usize> {
+    let b = step.batch;
+    let keys = step.cached + 1;
+    if (qkv.rows, qkv.cols) != (b, heads.width()) {
+        bail!(
+            "{op}: the stacked projection must be ({b}, {}), got ({}, {})",
+            heads.width(),
+            qkv.rows,
+            qkv.cols
+        );
+    }
+    let cap = match *kv.dims() {
+        [2, kb, kvh, cap, hd]
+            if kb == b && kvh == heads.kv_heads && hd == heads.head_dim && kv.is_contiguous() =>
+        {
+            cap
+        }
+        _ => bail!(
+            "{op}: the cache must be a contiguous (2, {b}, {}, capacity, {}), got dims {:?}",
+            heads.kv_heads,
+            heads.head_dim,
+            kv.dims()
+        ),
+    };
+    if keys > cap {
+        bail!("{op}: {keys} keys exceed the cache's capacity of {cap}");
+    }
+    if step.mask.len() != b * keys || step.cos.len() != b * heads.head_dim / 2 {
+        bail!(
+            "{op}: the step has {} mask values and {} rotary values, expected {b} x {keys} and \
+             {b} x {}",
+            step.mask.len(),
+            step.cos.len(),
+            heads.head_dim / 2
+        );
+    }
+    if heads.kv_heads == 0
+        || heads.heads > MAX_GROUP * heads.kv_heads
+        || !heads.heads.is_multiple_of(heads.kv_heads)
+        || !heads.head_dim.is_multiple_of(2)
+    {
+        bail!("{op}: {heads:?} is not a grouped-query layout");
+    }
+    Ok(cap)
+}
+
+/// Writes the step's keys (rotated) and values from `qkv` `(B, width)` (any strides: the
+/// transposed product of the stacked projection is read in place) into slot
+/// `step.cached` of the cache `kv` `(2, B, kv_heads, capacity, head_dim)`, in place.
+pub(crate) fn append_kv(kv: &Tensor, qkv: &Tensor, step: &DecodeStep, heads: Heads) -> Result<()> {
+    kv.inplace_op2(qkv, &AppendKv { step, heads })?;
+    Ok(())
+}
+
+struct AppendKv<'a> {
+    step: &'a DecodeStep,
+    heads: Heads,
+}
+
+impl InplaceOp2 for AppendKv<'_> {
+    fn name(&self) -> &'static str {
+        "decode-append-kv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        src: &CpuStorage,
+        src_l: &Layout,
+    ) -> candle_core::Result<()> {
+        let Heads {
+            heads,
+            kv_heads,
+            head_dim: hd,
+        } = self.heads;
+        let qkv = Matrix::new(src, src_l, self.name(), "the stacked projection")?;
+        let cap = check(self.name(), self.step, self.heads, &qkv, dst_l)?;
+        let b = self.step.batch;
+        let half = hd / 2;
+        let mut k = vec![0f32; hd];
+        let CpuStorage::F32(dst) = dst else {
+            bail!("{}: the cache must be f32", self.name());
+        };
+        let dst =
+            &mut dst[dst_l.start_offset()..dst_l.start_offset() + 2 * b * kv_heads * cap * hd];
+        let (keys, values) = dst.split_at_mut(b * kv_heads * cap * hd);
+        for row in 0..b {
+            let cos = &self.step.cos[row * half..(row + 1) * half];
+            let sin = &self.step.sin[row * half..(row + 1) * half];
+            for h in 0..kv_heads {
+                let slot = ((row * kv_heads + h) * cap + self.step.cached) * hd;
+                qkv.read(row, (heads + h) * hd, &mut k);
+                rotate_into(&mut keys[slot..slot + hd], &k, cos, sin, 1.0);
+                qkv.read(
+                    row,
+                    (heads + kv_heads + h) * hd,
+                    &mut values[slot..slot + hd],
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Attention of the step's queries (rotated here) from `qkv` `(B, width)` (any strides) over
+/// the first `step.cached + 1` slots of the cache `kv` (after [`append_kv`]), to `(B, heads *
+/// head_dim)`. Query head `h` reads KV head `h / (heads / kv_heads)` (Hugging Face's repeat_kv
+/// order).
+pub(crate) fn attend(
+    qkv: &Tensor,
+    kv: &Tensor,
+    step: &DecodeStep,
+    heads: Heads,
+    scale: f32,
+) -> Result<Tensor> {
+    Ok(qkv.apply_op2_no_bwd(kv, &Attend { step, heads, scale })?)
+}
+
+struct Attend<'a> {
+    step: &'a DecodeStep,
+    heads: Heads,
+    scale: f32,
+}
+
+impl CustomOp2 for Attend<'_> {
     fn name(&self) -> &'static str {
         "decode-attention"
     }
 
     fn cpu_fwd(
         &self,
-        qs: &CpuStorage,
-        ql: &Layout,
-        ks: &CpuStorage,
-        kl: &Layout,
-        vs: &CpuStorage,
-        vl: &Layout,
+        qkv_s: &CpuStorage,
+        qkv_l: &Layout,
+        kv_s: &CpuStorage,
+        kv_l: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (b, heads, t, hd) = ql.shape().dims4()?;
-        let (kb, kv_heads, len, _) = kl.shape().dims4()?;
-        if t != 1 || kb != b || kv_heads == 0 || heads % kv_heads != 0 || kl.dims() != vl.dims() {
-            bail!(
-                "decode attention: query {:?} does not fit keys {:?} / values {:?}",
-                ql.dims(),
-                kl.dims(),
-                vl.dims()
-            );
-        }
-        if self.mask.len() != b * len {
-            bail!(
-                "decode attention: mask has {} values, expected {b} rows x {len} keys",
-                self.mask.len()
-            );
-        }
-        let rep = heads / kv_heads;
-        let q = f32_storage(qs, "decode attention", "queries")?;
-        let q = &q[ql.start_offset()..ql.start_offset() + b * heads * hd];
-        let k = f32_storage(ks, "decode attention", "keys")?;
-        let v = f32_storage(vs, "decode attention", "values")?;
-        let (k_off, k_sb, k_sh, k_sl) = strides(kl, hd)?;
-        let (v_off, v_sb, v_sh, v_sl) = strides(vl, hd)?;
+        let Heads {
+            heads,
+            kv_heads,
+            head_dim: hd,
+        } = self.heads;
+        let qkv = Matrix::new(qkv_s, qkv_l, self.name(), "the stacked projection")?;
+        let cap = check(self.name(), self.step, self.heads, &qkv, kv_l)?;
+        let b = self.step.batch;
+        let keys = self.step.cached + 1;
+        let (half, rep) = (hd / 2, heads / kv_heads);
+        let kv = f32_storage(kv_s, self.name(), "cache")?;
+        let kv = &kv[kv_l.start_offset()..kv_l.start_offset() + 2 * b * kv_heads * cap * hd];
+        let (k, v) = kv.split_at(b * kv_heads * cap * hd);
         let mut out = vec![0f32; b * heads * hd];
-        out.par_chunks_mut(hd)
-            .zip(q.par_chunks(hd))
-            .enumerate()
-            .for_each_init(
-                || Vec::with_capacity(len),
-                |scores, (i, (out, q))| {
-                    let (row, group) = (i / heads, (i % heads) / rep);
-                    let mask = &self.mask[row * len..(row + 1) * len];
-                    let k_base = k_off + row * k_sb + group * k_sh;
-                    let v_base = v_off + row * v_sb + group * v_sh;
-                    scores.clear();
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, m) in mask.iter().enumerate() {
-                        let key = &k[k_base + j * k_sl..k_base + j * k_sl + hd];
-                        let s = dot(q, key) * self.scale + m;
-                        max = max.max(s);
-                        scores.push(s);
+        // One task per (row, KV head): its `rep` query heads share one pass over the keys and
+        // one over the values (the cache is most of the memory traffic).
+        out.par_chunks_mut(rep * hd).enumerate().for_each_init(
+            || (vec![0f32; hd], vec![0f32; rep * hd], vec![0f32; rep * keys]),
+            |(x, q, scores), (task, out)| {
+                let (row, group) = (task / kv_heads, task % kv_heads);
+                let cos = &self.step.cos[row * half..(row + 1) * half];
+                let sin = &self.step.sin[row * half..(row + 1) * half];
+                for (r, q) in q.chunks_exact_mut(hd).enumerate() {
+                    qkv.read(row, (group * rep + r) * hd, x);
+                    rotate_into(q, x, cos, sin, self.scale);
+                }
+                let mask = &self.step.mask[row * keys..(row + 1) * keys];
+                let base = (row * kv_heads + group) * cap * hd;
+                let (k, v) = (&k[base..base + keys * hd], &v[base..base + keys * hd]);
+                for (j, (key, m)) in k.chunks_exact(hd).zip(mask).enumerate() {
+                    for (r, q) in q.chunks_exact(hd).enumerate() {
+                        scores[r * keys + j] = dot(q, key) + m;
                     }
-                    let mut sum = 0f32;
+                }
+                let mut inv_sums = [0f32; MAX_GROUP];
+                for (scores, inv) in scores.chunks_exact_mut(keys).zip(&mut inv_sums) {
+                    let max = max_of(scores);
                     for s in scores.iter_mut() {
-                        *s = (*s - max).exp();
-                        sum += *s;
+                        *s = exp_f32(*s - max);
                     }
-                    for (j, s) in scores.iter().enumerate() {
-                        let p = s / sum;
-                        let value = &v[v_base + j * v_sl..v_base + j * v_sl + hd];
+                    *inv = 1.0 / sum_of(scores);
+                }
+                for (j, value) in v.chunks_exact(hd).enumerate() {
+                    for (r, out) in out.chunks_exact_mut(hd).enumerate() {
+                        let p = scores[r * keys + j];
                         for (o, x) in out.iter_mut().zip(value) {
                             *o += p * x;
                         }
                     }
-                },
-            );
-        Ok((CpuStorage::F32(out), Shape::from((b, heads, 1, hd))))
+                }
+                for (out, inv) in out.chunks_exact_mut(hd).zip(inv_sums) {
+                    for o in out {
+                        *o *= inv;
+                    }
+                }
+            },
+        );
+        Ok((CpuStorage::F32(out), Shape::from((b, heads * hd))))
     }
 }
 
@@ -123,7 +271,7 @@ mod tests {
     use super::*;
     use crate::model::ops::{self, Kernels};
     use crate::model::vector::max_diff;
-    use candle_core::{DType, Device};
+    use candle_core::{D, Device};
 
     /// The general path: batched matmuls, mask add, softmax.
     fn reference(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Tensor {
@@ -143,42 +291,123 @@ mod tests {
             .unwrap()
             .matmul(&v.contiguous().unwrap())
             .unwrap()
-            .reshape((b, h, 1, hd))
+            .reshape((b, h * hd))
             .unwrap()
     }
 
-    #[test]
-    fn matches_the_general_path_on_a_strided_cache_with_padding() {
+    fn setup(heads: Heads, b: usize, cap: usize, cached: usize) -> (Tensor, Tensor, DecodeStep) {
         let dev = Device::Cpu;
-        let (b, h, kvh, hd, cap, len) = (3, 6, 2, 20, 17, 11);
-        let q = Tensor::randn(0f32, 1., (b, h, 1, hd), &dev).unwrap();
-        // A cache buffer with room to spare, viewed up to `len` like KvCache::append returns.
-        let k = Tensor::randn(0f32, 1., (b, kvh, cap, hd), &dev).unwrap();
-        let v = Tensor::randn(0f32, 1., (b, kvh, cap, hd), &dev).unwrap();
-        let (k, v) = (k.narrow(2, 0, len).unwrap(), v.narrow(2, 0, len).unwrap());
-        let pads = [0usize, 3, 10];
-        let mask: Vec<f32> = pads
-            .iter()
-            .flat_map(|&p| (0..len).map(move |j| if j < p { -1e9 } else { 0.0 }))
+        let half = heads.head_dim / 2;
+        // Stored column-major, as the transposed product of a decoding step's matmul.
+        let qkv = Tensor::randn(0f32, 1., (heads.width(), b), &dev)
+            .unwrap()
+            .t()
+            .unwrap();
+        let kv =
+            Tensor::randn(0f32, 1., (2, b, heads.kv_heads, cap, heads.head_dim), &dev).unwrap();
+        let keys = cached + 1;
+        let pads = [0usize, 3, cached];
+        let mask = (0..b)
+            .flat_map(|r| (0..keys).map(move |j| if j < pads[r % 3] { -1e9 } else { 0.0 }))
             .collect();
-        let mask_t = Tensor::from_vec(mask.clone(), (b, 1, 1, len), &dev).unwrap();
-        let scale = 0.25f32; // any scale: the model passes 1 / sqrt(hd)
-        let got = decode_attention(&q, &k, &v, &mask, scale).unwrap();
-        let want = reference(&q, &k, &v, &mask_t, f64::from(scale));
+        let angle = |r: usize, i: usize| f32::from(u16::try_from(r * 7 + i).unwrap()) * 0.37;
+        let cos = (0..b * half)
+            .map(|x| angle(x / half, x % half).cos())
+            .collect();
+        let sin = (0..b * half)
+            .map(|x| angle(x / half, x % half).sin())
+            .collect();
+        let step = DecodeStep {
+            batch: b,
+            cached,
+            mask,
+            cos,
+            sin,
+        };
+        (qkv, kv, step)
+    }
+
+    #[test]
+    fn matches_the_general_path_with_padding_and_grouped_heads() {
+        let heads = Heads {
+            heads: 6,
+            kv_heads: 2,
+            head_dim: 20,
+        };
+        let (b, cap, cached) = (3, 17, 10);
+        let (qkv, kv, step) = setup(heads, b, cap, cached);
+        let before = kv.copy().unwrap();
+        append_kv(&kv, &qkv, &step, heads).unwrap();
+        let scale = 0.25f32; // any scale: the model passes 1 / sqrt(head_dim)
+        let got = attend(&qkv, &kv, &step, heads, scale).unwrap();
+
+        // The general path: split into heads, rotate with candle-nn's kernel, attend.
+        let dev = Device::Cpu;
+        let hd = heads.head_dim;
+        let split = |from: usize, n: usize| {
+            qkv.narrow(D::Minus1, from * hd, n * hd)
+                .unwrap()
+                .reshape((b, 1, n, hd))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        };
+        let cos = Tensor::from_vec(step.cos.clone(), (b, 1, hd / 2), &dev).unwrap();
+        let sin = Tensor::from_vec(step.sin.clone(), (b, 1, hd / 2), &dev).unwrap();
+        let q = ops::rope(&split(0, heads.heads), &cos, &sin, Kernels::Fused).unwrap();
+        let k_new = ops::rope(&split(heads.heads, 2), &cos, &sin, Kernels::Fused).unwrap();
+        let v_new = split(heads.heads + 2, 2);
+        let keys = cached + 1;
+        let (k, v) = (kv.get(0).unwrap(), kv.get(1).unwrap());
+        assert!(max_diff(&k.narrow(2, cached, 1).unwrap(), &k_new) < 1e-6);
+        assert!(max_diff(&v.narrow(2, cached, 1).unwrap(), &v_new) < 1e-6);
+        // Nothing else in the cache moved.
+        for (now, was) in [(&k, before.get(0).unwrap()), (&v, before.get(1).unwrap())] {
+            assert!(
+                max_diff(
+                    &now.narrow(2, 0, cached).unwrap(),
+                    &was.narrow(2, 0, cached).unwrap()
+                ) == 0.0
+            );
+            let rest = cap - keys;
+            assert!(
+                max_diff(
+                    &now.narrow(2, keys, rest).unwrap(),
+                    &was.narrow(2, keys, rest).unwrap()
+                ) == 0.0
+            );
+        }
+        let mask = Tensor::from_vec(step.mask.clone(), (b, 1, 1, keys), &dev).unwrap();
+        let (k, v) = (k.narrow(2, 0, keys).unwrap(), v.narrow(2, 0, keys).unwrap());
+        let want = reference(&q, &k, &v, &mask, f64::from(scale));
         let diff = max_diff(&got, &want);
         assert!(diff < 1e-5, "max |diff| {diff}");
     }
 
     #[test]
     fn rejects_shapes_that_do_not_fit() {
-        let dev = Device::Cpu;
-        let q = Tensor::zeros((2, 4, 1, 8), DType::F32, &dev).unwrap();
-        let k = Tensor::zeros((2, 3, 5, 8), DType::F32, &dev).unwrap();
-        let mask = vec![0f32; 10];
-        let err = decode_attention(&q, &k, &k, &mask, 1.0).unwrap_err();
-        assert!(err.to_string().contains("does not fit"), "{err}");
-        let k = Tensor::zeros((2, 2, 5, 8), DType::F32, &dev).unwrap();
-        let err = decode_attention(&q, &k, &k, &mask[..9], 1.0).unwrap_err();
-        assert!(err.to_string().contains("mask has 9 values"), "{err}");
+        let heads = Heads {
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 8,
+        };
+        let (qkv, kv, mut step) = setup(heads, 2, 5, 4);
+        let other = Heads { heads: 6, ..heads };
+        let err = attend(&qkv, &kv, &step, other, 1.0).unwrap_err();
+        assert!(err.to_string().contains("stacked projection"), "{err}");
+        let err = append_kv(&kv.narrow(3, 0, 4).unwrap(), &qkv, &step, heads).unwrap_err();
+        assert!(err.to_string().contains("the cache must be"), "{err}");
+        step.cached = 5;
+        let err = append_kv(&kv, &qkv, &step, heads).unwrap_err();
+        assert!(
+            err.to_string().contains("exceed the cache's capacity"),
+            "{err}"
+        );
+        step.cached = 4;
+        step.mask.pop();
+        let err = attend(&qkv, &kv, &step, heads, 1.0).unwrap_err();
+        assert!(err.to_string().contains("mask values"), "{err}");
     }
 }

@@ -107,6 +107,11 @@ impl Linear {
             let low = x2.matmul(&ad.a.t()?)?.matmul(&ad.b.t()?)?;
             y = (y + (low * ad.scale)?)?;
         }
+        if dims.len() == 2 {
+            // Already `(rows, out)`; for few rows a transposed view, read in place by the
+            // decoding kernels (a reshape would copy it).
+            return Ok(y);
+        }
         let mut out_dims = dims;
         let last = out_dims.len() - 1;
         out_dims[last] = self.weight.dim(0)?;

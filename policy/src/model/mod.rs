@@ -21,13 +21,26 @@ pub(crate) use linear::LoraBuilder;
 pub use ops::Kernels;
 pub(crate) use rope::Positions;
 
+use decode_attention::{DecodeStep, Heads};
+
 use candle_core::{D, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::config::LlamaConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use linear::Linear;
 use rope::RopeTables;
+
+/// What a forward pass attends with: the rotary tables and mask of a full pass, or the
+/// host-side inputs of one decoding step's fused kernels.
+enum Step<'a> {
+    Full {
+        cos: &'a Tensor,
+        sin: &'a Tensor,
+        mask: Option<&'a Tensor>,
+    },
+    Decode(&'a DecodeStep),
+}
 
 #[derive(Debug, Clone)]
 struct Attention {
@@ -102,17 +115,22 @@ impl Attention {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
+        step: &Step,
         cache: Option<(&mut KvCache, usize)>,
         kernels: Kernels,
-        decode_mask: Option<&[f32]>,
     ) -> Result<Tensor> {
+        let (cos, sin, mask) = match step {
+            Step::Decode(step) => {
+                let (cache, layer) = cache.ok_or_else(|| {
+                    Error::InvalidInput("a decoding step needs the kv cache".into())
+                })?;
+                return self.decode(x, step, cache, layer);
+            }
+            Step::Full { cos, sin, mask } => (*cos, *sin, *mask),
+        };
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.head_dim);
         let split = |y: Tensor, heads: usize| -> Result<Tensor> {
@@ -143,12 +161,6 @@ impl Attention {
             None => (k, v),
         };
         let scale = 1.0 / usize_to_f64(hd).sqrt();
-        if let Some(mask) = decode_mask {
-            // One new token per row: the fused kernel; (B, H, 1, hd) is (B, 1, H*hd) in memory.
-            #[allow(clippy::cast_possible_truncation)] // 1/sqrt(hd) is well within f32
-            let out = decode_attention::decode_attention(&q, &k, &v, mask, scale as f32)?;
-            return self.o_proj.forward(&out.reshape((b, t, nh * hd))?);
-        }
         let tk = k.dim(2)?;
         let rep = nh / nkv;
         // Grouped-query attention without copying K/V: query heads j*rep .. j*rep+rep-1 share
@@ -169,6 +181,40 @@ impl Attention {
             .reshape((b, nh, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, nh * hd))?;
+        self.o_proj.forward(&out)
+    }
+
+    /// One decoding step on the CPU, `x` of shape `(B, hidden)`: the stacked projection, then
+    /// two kernels that write the new key/value into the cache and attend (see
+    /// decode_attention.rs).
+    fn decode(
+        &self,
+        x: &Tensor,
+        step: &DecodeStep,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
+        let qkv = match &self.qkv {
+            Some(qkv) => qkv.forward(x)?,
+            None => Tensor::cat(
+                &[
+                    self.q_proj.forward(x)?,
+                    self.k_proj.forward(x)?,
+                    self.v_proj.forward(x)?,
+                ],
+                D::Minus1,
+            )?,
+        };
+        let heads = Heads {
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+        };
+        let kv = cache.buffer(layer, step.batch, self.kv_heads, self.head_dim, x.device())?;
+        decode_attention::append_kv(&kv, &qkv, step, heads)?;
+        #[allow(clippy::cast_possible_truncation)] // 1/sqrt(hd) is well within f32
+        let scale = (1.0 / usize_to_f64(self.head_dim).sqrt()) as f32;
+        let out = decode_attention::attend(&qkv, &kv, step, heads, scale)?;
         self.o_proj.forward(&out)
     }
 
@@ -216,6 +262,12 @@ impl Mlp {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (gate, up) = match &self.gate_up {
+            // Sampling on the CPU: one kernel reads gate and up from the stacked product.
+            Some(gate_up) if x.device().is_cpu() => {
+                return self
+                    .down_proj
+                    .forward(&swiglu::swiglu_stacked(&gate_up.forward(x)?)?);
+            }
             Some(gate_up) => {
                 let y = gate_up.forward(x)?;
                 let i = gate_up.out_dim()? / 2;
@@ -274,22 +326,16 @@ impl Block {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         x: &Tensor,
         eps: f64,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
+        step: &Step,
         cache: Option<(&mut KvCache, usize)>,
         kernels: Kernels,
-        decode_mask: Option<&[f32]>,
     ) -> Result<Tensor> {
         let normed = ops::rms_norm(x, &self.input_layernorm, eps, kernels)?;
-        let attn = self
-            .self_attn
-            .forward(&normed, cos, sin, mask, cache, kernels, decode_mask)?;
+        let attn = self.self_attn.forward(&normed, step, cache, kernels)?;
         let h = (x + attn)?;
         let normed = ops::rms_norm(&h, &self.post_attention_layernorm, eps, kernels)?;
         Ok((&h + self.mlp.forward(&normed)?)?)
@@ -385,53 +431,82 @@ impl Decoder {
         kernels: Kernels,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let mut x = self
-            .embed_tokens
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, self.config.hidden_size))?;
-        let (cos, sin) = self.rope.select(positions)?;
         let eps = self.config.rms_norm_eps;
-        let decode_mask = match &cache {
-            Some(c) => self.decode_mask(b, t, c.len() + t, mask, kernels)?,
+        let decode = match &cache {
+            Some(c) => self.decode_step(b, t, c, positions, mask, kernels)?,
             None => None,
+        };
+        // A decoding step runs on `(B, hidden)` matrices throughout (see Attention::decode).
+        let x = self.embed_tokens.index_select(&ids.flatten_all()?, 0)?;
+        let mut x = match decode {
+            Some(_) => x,
+            None => x.reshape((b, t, self.config.hidden_size))?,
+        };
+        let rope;
+        let step = match &decode {
+            Some(step) => Step::Decode(step),
+            None => {
+                rope = self.rope.select(positions)?;
+                Step::Full {
+                    cos: &rope.0,
+                    sin: &rope.1,
+                    mask,
+                }
+            }
         };
         for (i, block) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, i));
-            x = block.forward(
-                &x,
-                eps,
-                &cos,
-                &sin,
-                mask,
-                layer_cache,
-                kernels,
-                decode_mask.as_deref(),
-            )?;
+            x = block.forward(&x, eps, &step, layer_cache, kernels)?;
         }
         if let Some(c) = cache {
             c.advance(t);
         }
-        ops::rms_norm(&x, &self.norm, eps, kernels)
+        ops::rms_norm(&x, &self.norm, eps, kernels)?
+            .reshape((b, t, self.config.hidden_size))
+            .map_err(Into::into)
     }
 
-    /// The additive mask as `(B, keys)` host values when a step can use the fused decoding
-    /// attention (one new token per row, no gradient, on the CPU); `None` otherwise.
-    fn decode_mask(
+    /// The host-side inputs of the fused decoding kernels when a step can use them (one new
+    /// token per row, no gradient, on the CPU); `None` otherwise.
+    fn decode_step(
         &self,
         b: usize,
         t: usize,
-        keys: usize,
+        cache: &KvCache,
+        positions: &Positions,
         mask: Option<&Tensor>,
         kernels: Kernels,
-    ) -> Result<Option<Vec<f32>>> {
+    ) -> Result<Option<DecodeStep>> {
         if t != 1 || kernels != Kernels::Fused || !self.device.is_cpu() {
             return Ok(None);
         }
-        match mask {
-            None => Ok(Some(vec![0.0; b * keys])),
-            Some(m) if m.dims() == [b, 1, 1, keys] => Ok(Some(m.flatten_all()?.to_vec1()?)),
-            Some(_) => Ok(None),
+        if cache.free() == 0 {
+            return Err(Error::InvalidInput(format!(
+                "kv cache overflow: {} cached + 1 new token exceed its capacity",
+                cache.len()
+            )));
         }
+        let keys = cache.len() + 1;
+        let mask = match mask {
+            None => vec![0.0; b * keys],
+            Some(m) if m.dims() == [b, 1, 1, keys] => m.flatten_all()?.to_vec1()?,
+            Some(_) => return Ok(None),
+        };
+        let ids = match positions {
+            Positions::PerRow { ids, .. } if ids.len() == b => ids.clone(),
+            Positions::Range { start, len: 1 } => {
+                vec![u32::try_from(*start).unwrap_or(u32::MAX); b]
+            }
+            _ => return Ok(None),
+        };
+        let (cos, sin) = self.rope.host_rows(&ids)?;
+        Ok(Some(DecodeStep {
+            batch: b,
+            cached: cache.len(),
+            mask,
+            cos,
+            sin,
+        }))
     }
 
     /// Logits `(N, vocab)` for hidden states `(N, hidden)`.

@@ -1,5 +1,7 @@
 //! Rotary position tables and the positions of a forward pass.
 
+use std::sync::Arc;
+
 use candle_core::{Device, Tensor};
 
 use crate::config::LlamaConfig;
@@ -23,6 +25,9 @@ pub(crate) enum Positions {
 pub(crate) struct RopeTables {
     cos: Tensor,
     sin: Tensor,
+    /// The same tables on the host, for the CPU decoding kernels.
+    host_cos: Arc<[f32]>,
+    host_sin: Arc<[f32]>,
     max_positions: usize,
 }
 
@@ -44,8 +49,10 @@ impl RopeTables {
             }
         }
         Ok(Self {
-            cos: Tensor::from_vec(cos, (max_positions, half), device)?,
-            sin: Tensor::from_vec(sin, (max_positions, half), device)?,
+            cos: Tensor::from_slice(&cos, (max_positions, half), device)?,
+            sin: Tensor::from_slice(&sin, (max_positions, half), device)?,
+            host_cos: cos.into(),
+            host_sin: sin.into(),
             max_positions,
         })
     }
@@ -80,6 +87,22 @@ impl RopeTables {
                 ))
             }
         }
+    }
+
+    /// Host `(cos, sin)` rows for one position per row, `(len, hd/2)` row-major each.
+    pub(crate) fn host_rows(&self, positions: &[u32]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let half = self.host_cos.len() / self.max_positions.max(1);
+        let mut cos = Vec::with_capacity(positions.len() * half);
+        let mut sin = Vec::with_capacity(positions.len() * half);
+        for &p in positions {
+            let p = p as usize;
+            if p >= self.max_positions {
+                return Err(self.too_long(p + 1));
+            }
+            cos.extend_from_slice(&self.host_cos[p * half..(p + 1) * half]);
+            sin.extend_from_slice(&self.host_sin[p * half..(p + 1) * half]);
+        }
+        Ok((cos, sin))
     }
 
     fn too_long(&self, needed: usize) -> Error {

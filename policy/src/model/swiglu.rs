@@ -5,10 +5,10 @@
 //! the backward one pass that writes both gradients (`s = sigmoid(gate)`):
 //! `d gate = g * up * s * (1 + gate * (1 - s))`, `d up = g * gate * s`.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::vector::{contiguous_f32, exp_f32};
+use super::vector::{Matrix, contiguous_f32, exp_f32};
 use crate::error::Result;
 
 /// Elements per parallel task.
@@ -20,6 +20,101 @@ pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 }
 
 struct SwiGlu;
+
+/// `silu(gate) * up` where `stacked` is `(..., 2 * width)`, gate then up (the stacked
+/// projection of a sampling call), to `(..., width)`. No gradient. A decoding step's product
+/// arrives transposed (`(W x^T)^T`, see linear.rs): its storage is then `(2 * width, N)`, gate
+/// rows then up rows, and the result keeps that orientation, so nothing is copied on the way
+/// into the down projection's matmul.
+pub(crate) fn swiglu_stacked(stacked: &Tensor) -> Result<Tensor> {
+    if let [n, _] = *stacked.dims()
+        && n > 1
+        && stacked.stride() == [1, n]
+    {
+        let halves = stacked.t()?;
+        return Ok(halves.apply_op1_no_bwd(&SwiGluStacked::Halves)?.t()?);
+    }
+    Ok(stacked.apply_op1_no_bwd(&SwiGluStacked::Rows)?)
+}
+
+/// Where gate and up sit in the input of [`swiglu_stacked`]'s kernel.
+enum SwiGluStacked {
+    /// `(..., 2 * width)`: each row is its gate then its up values.
+    Rows,
+    /// Contiguous `(2 * width, N)`: the first half is gate, the second up.
+    Halves,
+}
+
+impl CustomOp1 for SwiGluStacked {
+    fn name(&self) -> &'static str {
+        "swiglu-stacked"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        match self {
+            Self::Rows => self.rows(s, l),
+            Self::Halves => {
+                let y = contiguous_f32(s, l, self.name(), "the stacked projection")?;
+                let Some(&[rows, cols]) = Some(l.dims()) else {
+                    bail!(
+                        "{}: expected a matrix, got dims {:?}",
+                        self.name(),
+                        l.dims()
+                    );
+                };
+                if rows % 2 != 0 {
+                    bail!("{}: odd height {rows} cannot hold gate and up", self.name());
+                }
+                let (gate, up) = y.split_at(y.len() / 2);
+                let mut out = vec![0f32; gate.len()];
+                out.par_chunks_mut(CHUNK)
+                    .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
+                    .for_each(|(out, (gate, up))| {
+                        for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+                            *o = g * sigmoid(g) * u;
+                        }
+                    });
+                Ok((CpuStorage::F32(out), Shape::from((rows / 2, cols))))
+            }
+        }
+    }
+}
+
+impl SwiGluStacked {
+    fn rows(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let y = Matrix::new(s, l, self.name(), "the stacked projection")?;
+        if y.cols % 2 != 0 {
+            bail!(
+                "{}: odd width {} cannot hold gate and up",
+                self.name(),
+                y.cols
+            );
+        }
+        let width = y.cols / 2;
+        let mut out = vec![0f32; y.rows * width];
+        let rows_per_task = CHUNK.div_ceil(width.max(1));
+        out.par_chunks_mut(width.max(1) * rows_per_task)
+            .enumerate()
+            .for_each_init(
+                || (vec![0f32; width], vec![0f32; width]),
+                |(gate, up), (task, out)| {
+                    for (i, out) in out.chunks_exact_mut(width.max(1)).enumerate() {
+                        let row = task * rows_per_task + i;
+                        y.read(row, 0, gate);
+                        y.read(row, width, up);
+                        for ((o, &g), &u) in out.iter_mut().zip(gate.iter()).zip(up.iter()) {
+                            *o = g * sigmoid(g) * u;
+                        }
+                    }
+                },
+            );
+        let mut dims = l.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = width;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(dims)))
+    }
+}
 
 #[inline(always)]
 fn sigmoid(x: f32) -> f32 {
@@ -155,6 +250,39 @@ mod tests {
                 max_diff(a, b)
             );
         }
+    }
+
+    #[test]
+    fn stacked_form_matches_on_contiguous_and_transposed_layouts() {
+        let dev = Device::Cpu;
+        let (rows, width) = (5, 1500);
+        let y = Tensor::randn(0f32, 3., (rows, 2 * width), &dev).unwrap();
+        let want = (y.narrow(1, 0, width).unwrap().silu().unwrap()
+            * y.narrow(1, width, width).unwrap())
+        .unwrap();
+        let got = swiglu_stacked(&y).unwrap();
+        assert_eq!(got.dims(), [rows, width]);
+        assert!(max_diff(&got, &want) < 1e-5);
+        // The same values stored column-major, as `(W x^T)^T` leaves them.
+        let transposed = y.t().unwrap().contiguous().unwrap().t().unwrap();
+        assert!(!transposed.is_contiguous());
+        let got = swiglu_stacked(&transposed).unwrap();
+        assert_eq!(got.dims(), [rows, width]);
+        assert!(max_diff(&got, &want) < 1e-5);
+        // Any other strides go through the row reader.
+        let wide = Tensor::randn(0f32, 3., (rows, 3 * width), &dev).unwrap();
+        let strided = wide.narrow(1, 0, 2 * width).unwrap();
+        assert!(!strided.is_contiguous());
+        let want = (wide.narrow(1, 0, width).unwrap().silu().unwrap()
+            * wide.narrow(1, width, width).unwrap())
+        .unwrap();
+        assert!(max_diff(&swiglu_stacked(&strided).unwrap(), &want) < 1e-5);
+        let three = y.reshape((rows, 1, 2 * width)).unwrap();
+        let got = swiglu_stacked(&three).unwrap();
+        assert_eq!(got.dims(), [rows, 1, width]);
+        let odd = Tensor::zeros((2, 3), candle_core::DType::F32, &dev).unwrap();
+        let err = swiglu_stacked(&odd).unwrap_err();
+        assert!(err.to_string().contains("odd width"), "{err}");
     }
 
     #[test]

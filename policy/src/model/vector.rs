@@ -51,6 +51,7 @@ pub(crate) fn exp_f32(d: f32) -> f32 {
 }
 
 /// Reductions with eight independent lanes, so that they vectorise.
+#[inline]
 pub(crate) fn max_of(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; 8];
     let chunks = x.chunks_exact(8);
@@ -66,6 +67,7 @@ pub(crate) fn max_of(x: &[f32]) -> f32 {
     acc.iter().fold(tail, |a, &b| a.max(b))
 }
 
+#[inline]
 pub(crate) fn sum_of(x: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let chunks = x.chunks_exact(8);
@@ -78,6 +80,7 @@ pub(crate) fn sum_of(x: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+#[inline]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -119,6 +122,69 @@ pub(crate) fn contiguous_f32<'s>(
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => bail!("{op}: {what} must be contiguous"),
+    }
+}
+
+/// A matrix view of a tensor's values: `(rows, cols)` with any strides, such as the transposed
+/// product of a decoding step's matmul (see linear.rs, `weight_matmul`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Matrix<'s> {
+    data: &'s [f32],
+    offset: usize,
+    row_stride: usize,
+    col_stride: usize,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+}
+
+impl<'s> Matrix<'s> {
+    /// A rank-2 tensor with any strides, or a contiguous tensor of any rank as `(elements /
+    /// last dimension, last dimension)`.
+    pub(crate) fn new(
+        storage: &'s CpuStorage,
+        layout: &Layout,
+        op: &str,
+        what: &str,
+    ) -> candle_core::Result<Self> {
+        let data = f32_storage(storage, op, what)?;
+        let dims = layout.dims();
+        let cols = dims.last().copied().unwrap_or(1);
+        let (row_stride, col_stride) = match (dims.len(), layout.stride()) {
+            (2, &[rs, cs]) => (rs, cs),
+            _ if layout.is_contiguous() => (cols, 1),
+            _ => bail!(
+                "{op}: {what} must be a matrix or contiguous, got dims {dims:?} strides {:?}",
+                layout.stride()
+            ),
+        };
+        let rows = layout.shape().elem_count().checked_div(cols).unwrap_or(0);
+        let last = layout.start_offset()
+            + rows.saturating_sub(1) * row_stride
+            + cols.saturating_sub(1) * col_stride;
+        if rows * cols > 0 && last >= data.len() {
+            bail!("{op}: {what}'s layout reaches past its storage");
+        }
+        Ok(Self {
+            data,
+            offset: layout.start_offset(),
+            row_stride,
+            col_stride,
+            rows,
+            cols,
+        })
+    }
+
+    /// Copies `len` values of row `row` from column `col` into `out`.
+    #[inline]
+    pub(crate) fn read(&self, row: usize, col: usize, out: &mut [f32]) {
+        let start = self.offset + row * self.row_stride + col * self.col_stride;
+        if self.col_stride == 1 {
+            out.copy_from_slice(&self.data[start..start + out.len()]);
+        } else {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = self.data[start + i * self.col_stride];
+            }
+        }
     }
 }
 
