@@ -45,6 +45,7 @@ pub mod lora;
 mod model;
 mod policy;
 pub mod presets;
+mod row_groups;
 pub mod sampling;
 pub mod scoring;
 pub mod tokenizer;

@@ -21,6 +21,7 @@ use rayon::prelude::*;
 
 use crate::model::vector::{exp_f32, max_of, sum_of};
 use crate::model::{Decoder, Kernels, KvCache, Positions};
+use crate::row_groups;
 use crate::tokenizer::PolicyTokenizer;
 
 /// Additive mask value for hidden keys: finite so that a fully masked (padding) row stays
@@ -109,30 +110,6 @@ fn validate(params: &SamplingParams) -> Result<()> {
     Ok(())
 }
 
-/// Most rows a small model decodes in one batch on the CPU (see [`row_groups`]).
-const SMALL_MODEL_GROUP_ROWS: usize = 16;
-/// Models up to this width count as small: their decoding steps cost more in dispatching and
-/// synchronising ops than in arithmetic.
-const SMALL_MODEL_MAX_HIDDEN: usize = 512;
-
-/// How many independent groups the batch is decoded in, each a batch of its own.
-///
-/// A small model's decoding step is a few hundred tiny ops: run as one batch on several
-/// threads, each op is split across them and they synchronise dozens of times per token. Run
-/// as groups, one thread decodes each group start to finish with no synchronisation (the
-/// groups are tasks on rayon's pool; measured 1.3x more tokens/s for `tiny` at batch 32 on 2
-/// cores, docs/benchmarks.md). The split depends only on the model and the batch size, never
-/// on the thread count, so a seed gives the same samples on any machine: a row's sample
-/// does depend on which rows share its group (padding and rounding), as it already depends on
-/// the batch it is in.
-fn row_groups(decoder: &Decoder, batch: usize) -> usize {
-    if decoder.device().is_cpu() && decoder.config().hidden_size <= SMALL_MODEL_MAX_HIDDEN {
-        batch.div_ceil(SMALL_MODEL_GROUP_ROWS).max(1)
-    } else {
-        1
-    }
-}
-
 /// Samples completions for `prompts` (see the module docs).
 pub(crate) fn generate(
     decoder: &Decoder,
@@ -147,7 +124,8 @@ pub(crate) fn generate(
     // Stacked projections: a copy of the weights per call (~280 MB for SmolLM2, tens of ms),
     // repaid many times over by the decoding steps' wider matmuls.
     let decoder = &decoder.stacked()?;
-    let groups = row_groups(decoder, prompts.len());
+    // Small models decode large batches as independent groups (see row_groups.rs).
+    let groups = row_groups::sampling_groups(decoder.config(), decoder.device(), prompts.len());
     if groups == 1 {
         return generate_group(decoder, rules, prompts, 0, params);
     }

@@ -215,3 +215,64 @@ fn micro_batches_accumulate_to_the_full_batch_gradient() {
         .fold(0.0, f32::max);
     assert!(worst < 1e-5, "{worst}");
 }
+
+/// Eight long demonstrations: one micro-batch of them is two row groups for a small model on
+/// the CPU (row_groups.rs: at least 1024 padded tokens per group).
+fn long_demonstrations(policy: &arlas_policy::Policy) -> Vec<ScoreItem> {
+    demonstrations(policy)
+        .into_iter()
+        .take(8)
+        .map(|item| {
+            let tokens: Vec<u32> = item.tokens.iter().copied().cycle().take(300).collect();
+            let mask = (0..tokens.len()).map(|i| i > 10).collect();
+            ScoreItem { tokens, mask }
+        })
+        .collect()
+}
+
+#[test]
+fn row_groups_train_like_one_row_at_a_time_and_alike_on_any_thread_count() {
+    let step = |micro_batch_size: usize, threads: usize| {
+        let policy = tiny_policy(true, 9, 0.02);
+        let items = long_demonstrations(&policy);
+        let mut trainer = Trainer::new(
+            policy,
+            TrainConfig {
+                micro_batch_size,
+                ..config(1e-3)
+            },
+        )
+        .unwrap();
+        let stats = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| trainer.sft_step(&items).unwrap());
+        (stats, weights(trainer.policy()))
+    };
+    let (grouped, grouped_weights) = step(8, 2);
+    let (single, _) = step(1, 2);
+    assert!(!grouped.skipped && !single.skipped);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
+    assert!(
+        close(grouped.loss, single.loss),
+        "{} vs {}",
+        grouped.loss,
+        single.loss
+    );
+    assert!(
+        close(grouped.grad_norm, single.grad_norm),
+        "{} vs {}",
+        grouped.grad_norm,
+        single.grad_norm
+    );
+    assert!(close(grouped.entropy, single.entropy));
+    assert_eq!(grouped.tokens, single.tokens);
+    let (one_thread, one_thread_weights) = step(8, 1);
+    assert_eq!(one_thread.loss, grouped.loss);
+    assert_eq!(one_thread.grad_norm, grouped.grad_norm);
+    assert!(
+        one_thread_weights == grouped_weights,
+        "the update depends on the thread count"
+    );
+}

@@ -15,12 +15,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Manifest};
 use crate::error::{Error, Result};
 use crate::load::{LoadOptions, ModelSpec};
 use crate::policy::{Policy, tensors_to_safetensors};
+use crate::row_groups;
 use crate::scoring::{ScoreItem, validate_item};
 
 pub use loss::{GrpoCoefficients, GrpoTerms, grpo_token_loss, sft_token_loss};
@@ -162,6 +164,15 @@ pub struct Trainer {
     step: u64,
 }
 
+/// What one row group of a micro-batch contributes to a step.
+struct GroupResult {
+    loss: f64,
+    kl_sum: f64,
+    clipped: usize,
+    entropy: f64,
+    grads: Vec<(String, Tensor)>,
+}
+
 /// The reduced loss of one micro-batch and its side statistics.
 struct MicroLoss {
     loss: Tensor,
@@ -217,7 +228,8 @@ impl Trainer {
     /// One SFT step: mean negative log-likelihood of the masked tokens.
     pub fn sft_step(&mut self, items: &[SftItem]) -> Result<StepStats> {
         let total = self.count_tokens(items.iter())?;
-        self.run_step(items.len(), total, |trainer, range| {
+        let lengths: Vec<usize> = items.iter().map(|it| it.tokens.len()).collect();
+        self.run_step(&lengths, total, |trainer, range| {
             let out = trainer.policy.score(&items[range])?;
             let loss = sft_token_loss(&out.logprobs)?.sum_all()?;
             Ok((
@@ -260,7 +272,8 @@ impl Trainer {
             clip_high: self.config.clip_high,
             kl_coef: self.config.kl_coef,
         };
-        self.run_step(items.len(), total, |trainer, range| {
+        let lengths: Vec<usize> = scores.iter().map(|it| it.tokens.len()).collect();
+        self.run_step(&lengths, total, |trainer, range| {
             let chunk = &scores[range.clone()];
             let out = trainer.policy.score(chunk)?;
             let reference_lp: Option<Vec<f32>> = match reference {
@@ -309,43 +322,78 @@ impl Trainer {
         Ok(total)
     }
 
-    /// Accumulates gradients over micro-batches, clips, and updates.
+    /// Accumulates gradients over micro-batches, clips, and updates. `lengths` holds each
+    /// item's token count; a small model's micro-batch runs as row groups in parallel (see
+    /// row_groups.rs), their gradients summed in order.
     fn run_step(
         &mut self,
-        items: usize,
+        lengths: &[usize],
         total_tokens: usize,
-        mut micro: impl FnMut(&Self, std::ops::Range<usize>) -> Result<(MicroLoss, Tensor)>,
+        micro: impl Fn(&Self, std::ops::Range<usize>) -> Result<(MicroLoss, Tensor)> + Sync,
     ) -> Result<StepStats> {
         let lr = self.learning_rate();
         let vars = self.policy.trainable_vars();
         let denominator = count_f64(total_tokens);
+        let items = lengths.len();
         let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
         let (mut loss_sum, mut kl_sum, mut entropy_sum, mut clipped) = (0.0, 0.0, 0.0, 0);
         let mut start = 0;
         let mut skipped = false;
-        while start < items {
-            let end = (start + self.config.micro_batch_size).min(items);
-            let (parts, entropies) = micro(self, start..end)?;
-            start = end;
+        // One group's loss, statistics and gradients; `None` when its loss is not finite.
+        let group = |range: std::ops::Range<usize>| -> Result<Option<GroupResult>> {
+            let (parts, entropies) = micro(self, range)?;
             let loss = (parts.loss / denominator)?;
             let value = f64::from(loss.to_scalar::<f32>()?);
             if !value.is_finite() {
-                skipped = true;
-                break;
+                return Ok(None);
             }
-            loss_sum += value;
-            kl_sum += parts.kl_sum;
-            clipped += parts.clipped;
-            entropy_sum += f64::from(entropies.sum_all()?.to_scalar::<f32>()?);
+            let entropy = f64::from(entropies.sum_all()?.to_scalar::<f32>()?);
             let store = loss.backward()?;
-            for (name, var) in &vars {
-                if let Some(g) = store.get(var.as_tensor()) {
-                    let g = g.detach();
-                    let acc = match grads.remove(name) {
+            let grads = vars
+                .iter()
+                .filter_map(|(name, var)| {
+                    store
+                        .get(var.as_tensor())
+                        .map(|g| (name.clone(), g.detach()))
+                })
+                .collect();
+            Ok(Some(GroupResult {
+                loss: value,
+                kl_sum: parts.kl_sum,
+                clipped: parts.clipped,
+                entropy,
+                grads,
+            }))
+        };
+        'micro_batches: while start < items {
+            let end = (start + self.config.micro_batch_size).min(items);
+            let groups = row_groups::training_groups(
+                self.policy.config(),
+                self.policy.device(),
+                start..end,
+                lengths,
+            );
+            start = end;
+            let results: Vec<Option<GroupResult>> = if groups.len() == 1 {
+                groups.into_iter().map(group).collect::<Result<_>>()?
+            } else {
+                groups.into_par_iter().map(group).collect::<Result<_>>()?
+            };
+            for result in results {
+                let Some(result) = result else {
+                    skipped = true;
+                    break 'micro_batches;
+                };
+                loss_sum += result.loss;
+                kl_sum += result.kl_sum;
+                clipped += result.clipped;
+                entropy_sum += result.entropy;
+                for (name, g) in result.grads {
+                    let acc = match grads.remove(&name) {
                         Some(prev) => (prev + g)?,
                         None => g,
                     };
-                    grads.insert(name.clone(), acc);
+                    grads.insert(name, acc);
                 }
             }
         }
