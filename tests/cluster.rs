@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use arlas::cluster::process::tail;
 use arlas::cluster::{ClusterConfig, LocalCluster, RoleProcess};
-use arlas_coordinator::service::{CoordinatorClient, Player, RunView};
+use arlas_client::CoordinatorClient;
+use arlas_core::{Player, RunView};
 use arlas_proto::v1;
 use arlas_proto::v1::learner_client::LearnerClient;
 use arlas_runtime::auth::{AttachToken, Token};
@@ -514,8 +515,8 @@ fn a_coordinator_killed_mid_run_comes_back_with_its_state_and_everyone_reconnect
     eprintln!(
         "killed the coordinator at {:.1} s: agent v{} attacker v{} population {} revision {:#x}; learners {at_kill:?}",
         test_started.elapsed().as_secs_f64(),
-        before.agent.version,
-        before.attacker.version,
+        before.versions.agent.version,
+        before.versions.attacker.version,
         before.population_size,
         before.revision
     );
@@ -628,8 +629,8 @@ fn a_coordinator_killed_mid_run_comes_back_with_its_state_and_everyone_reconnect
     eprintln!(
         "{:.1} s after the restart the learners went on to {went_on:?}; agent v{} attacker v{} population {} ({:.1} s)",
         went_on_after.as_secs_f64(),
-        last.agent.version,
-        last.attacker.version,
+        last.versions.agent.version,
+        last.versions.attacker.version,
         last.population_size,
         test_started.elapsed().as_secs_f64()
     );

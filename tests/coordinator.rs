@@ -12,11 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arlas_coordinator::Error;
-use arlas_coordinator::service::archive::pack_to_file;
-use arlas_coordinator::service::{
-    CoordinatorClient, Player, PublishHeader, Registration, blob_ref_of_file,
-};
+use arlas_client::{CoordinatorClient, Error, blob_ref_of_file};
+use arlas_core::archive::pack_to_file;
+use arlas_core::{Player, PublishHeader, Registration};
 use arlas_runtime::auth::Token;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -146,7 +144,7 @@ async fn sigkill_and_restart_restore_population_and_versions_and_truncation_is_r
     let before = client.run_state().await.unwrap();
     let population = client.population().await.unwrap();
     assert_eq!(population.len(), 2);
-    assert_eq!(before.agent.checkpoint.as_ref(), Some(&agent3));
+    assert_eq!(before.versions.agent.checkpoint.as_ref(), Some(&agent3));
 
     // An upload in flight when the coordinator dies: header and one chunk, never finished.
     let agent4_file = checkpoint(dir, "agent-4", 3_000_000);
@@ -209,11 +207,11 @@ async fn sigkill_and_restart_restore_population_and_versions_and_truncation_is_r
     let second = start(dir, &data, &first.grpc.to_string(), "second.log").await;
     let after = client.run_state().await.unwrap();
     assert_eq!(
-        after.agent, before.agent,
+        after.versions.agent, before.versions.agent,
         "agent version 3 restored, 4 never happened"
     );
-    assert_eq!(after.attacker, before.attacker);
-    assert_eq!(after.attacker.version, 2);
+    assert_eq!(after.versions.attacker, before.versions.attacker);
+    assert_eq!(after.versions.attacker.version, 2);
     assert!(
         after.revision > before.revision,
         "revisions increase across restarts"

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arlas_coordinator::service::CoordinatorClient;
+use arlas_client::CoordinatorClient;
 use arlas_learner::service::synthetic::{Shape, trajectory};
 use arlas_proto::v1;
 use arlas_proto::v1::learner_client::LearnerClient;
@@ -230,9 +230,9 @@ async fn sigkill_and_restart_lose_nothing_acknowledged_and_versions_stay_monoton
     )
     .await
     .unwrap();
-    let mut versions_seen = vec![run.run_state().await.unwrap().agent.version];
+    let mut versions_seen = vec![run.run_state().await.unwrap().versions.agent.version];
     let observe = async |run: &mut CoordinatorClient, seen: &mut Vec<u64>| -> u64 {
-        let v = run.run_state().await.unwrap().agent.version;
+        let v = run.run_state().await.unwrap().versions.agent.version;
         assert!(
             seen.last().is_none_or(|&last| v >= last),
             "coordinator's agent version went back: {seen:?} then {v}"

@@ -9,7 +9,7 @@
 use arlas_policy::ChatTemplate;
 
 use crate::error::Result;
-use crate::trajectory::Segment;
+use arlas_core::Segment;
 
 /// A conversation being built, turn by turn.
 #[derive(Debug, Clone, Default)]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::conversation::{Conversation, single_turn_prompt};
 use crate::error::Result;
-use crate::trajectory::concat;
+use arlas_core::concat;
 
 /// What to demonstrate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,7 +97,11 @@ pub fn demonstrations(
         }
         out.leaked += usize::from(ep.outcome() == Some(Outcome::Leaked));
         out.completed += usize::from(ep.outcome() == Some(Outcome::Completed));
-        out.agent.push(concat(conversation.segments()));
+        let seq = concat(conversation.segments());
+        out.agent.push(SftItem {
+            tokens: seq.tokens,
+            mask: seq.mask,
+        });
     }
     Ok(out)
 }

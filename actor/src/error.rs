@@ -11,9 +11,12 @@ pub enum Error {
     UnknownOpponent { index: usize, count: usize },
 
     // --- the distributed actor (see `node`) ---
-    /// The coordinator client or a checkpoint archive failed.
+    /// A coordinator rpc or a checkpoint download failed.
     #[error(transparent)]
-    Coordinator(#[from] arlas_coordinator::Error),
+    Client(#[from] arlas_client::Error),
+    /// A checkpoint archive could not be unpacked or hashed.
+    #[error(transparent)]
+    Core(#[from] arlas_core::Error),
     #[error(transparent)]
     Runtime(#[from] arlas_runtime::Error),
     #[error("i/o error on {path}: {source}")]
@@ -32,8 +35,6 @@ pub enum Error {
     },
     #[error("round plan names {what} {name:?}, which is not loaded")]
     NotLoaded { what: &'static str, name: String },
-    #[error("{what} stopped unexpectedly: {reason}")]
-    Task { what: String, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 
 use arlas_game::{EpisodeSpec, Outcome};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::rollout::{AgentPlayer, Opponent, RolloutConfig, jobs_from, play};
-use crate::trajectory::Trajectory;
+use arlas_core::Trajectory;
 
 /// Rates over a set of finished episodes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct EvalRates {
     pub episodes: usize,
     /// Completed without a leak.
@@ -55,7 +55,7 @@ pub fn rates<'a>(trajectories: impl IntoIterator<Item = &'a Trajectory>) -> Eval
 }
 
 /// The result of an evaluation: what `arlas eval --json` prints.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     pub episodes: usize,
     /// With no attack.

@@ -6,15 +6,16 @@
 //!   the ids the policy was fed and sampled are the ids the learner scores;
 //! - [`rollout`]: plays a batch of episodes turn by turn, batching every policy's
 //!   generations across episodes (attacker first, then agent, as the game's turn order);
-//! - [`trajectory`]: what an episode leaves behind — both players' segments with behaviour
-//!   log-probs, the outcome, rewards and the policy versions that produced it;
 //! - [`demos`]: imitation data from scripted players for the warm-up;
 //! - [`eval`]: task and attack success rates against named opponents;
 //! - [`diversity`]: how varied a set of injections is;
-//! - [`node`]: the distributed actor of `arlas actor` (checkpoint cache, rounds, sending
-//!   to learners with credits);
-//! - [`wire`]: the trajectory on the wire (`arlas_proto::v1::Trajectory`) and back — the one
-//!   place a received trajectory is validated (learners call `try_from` at the edge).
+//! - [`round`]: round plans and playing them — the same rounds in the actor node and in
+//!   the one-machine pipeline;
+//! - [`node`]: the distributed actor of `arlas actor` (checkpoint cache, loaded policies,
+//!   the loop that plays rounds and streams trajectories to learners).
+//!
+//! What an episode leaves behind, [`arlas_core::Trajectory`], is a shared noun of
+//! `arlas-core`.
 //!
 //! ```no_run
 //! use arlas_actor::{AgentPlayer, Opponent, RolloutConfig, play};
@@ -35,12 +36,10 @@ mod error;
 pub mod eval;
 pub mod node;
 pub mod rollout;
-pub mod trajectory;
-pub mod wire;
+pub mod round;
 
 pub use conversation::Conversation;
 pub use diversity::{Diversity, diversity};
 pub use error::{Error, Result};
 pub use eval::{EvalRates, rates};
 pub use rollout::{AgentPlayer, AttackerPlayer, EpisodeJob, Opponent, RolloutConfig, jobs, play};
-pub use trajectory::{Segment, Trajectory};

@@ -8,15 +8,16 @@
 //! Sampling seeds are derived from the run seed, the batch, the turn and the player, so a
 //! rollout is reproducible given its inputs.
 
+use arlas_core::{Segment, Trajectory};
 use arlas_game::play::{episode_seed, player_rng};
 use arlas_game::players::{AgentKind, AttackerKind, ScriptedAgent, ScriptedAttacker};
+use arlas_game::seed::mix_all;
 use arlas_game::{Episode, EpisodeSpec, GameConfig, GameRng, Outcome, Rewards};
 use arlas_policy::{Policy, SamplingParams};
 use serde::{Deserialize, Serialize};
 
 use crate::conversation::{Conversation, single_turn_prompt};
 use crate::error::{Error, Result};
-use crate::trajectory::{Segment, Trajectory};
 
 /// Both players stop at the end of their action.
 pub const STOP: &str = "</action>";
@@ -184,16 +185,6 @@ impl Live {
     }
 }
 
-/// A well-mixed seed from its parts (splitmix64 finaliser).
-fn mix(parts: &[u64]) -> u64 {
-    parts.iter().fold(0x9e37_79b9_7f4a_7c15u64, |acc, &p| {
-        let mut z = (acc ^ p).wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    })
-}
-
 fn with_stop(params: &SamplingParams, seed: u64) -> SamplingParams {
     let mut p = params.clone();
     if !p.stop.iter().any(|s| s == STOP) {
@@ -265,10 +256,10 @@ fn play_chunk(
             if mine.is_empty() {
                 continue;
             }
-            let seed = mix(&[config.seed, first as u64, turn, 1, o as u64]);
+            let seed = mix_all(&[config.seed, first as u64, turn, 1, o as u64]);
             attack(&mut opponent.player, &mut live, &mine, config, seed)?;
         }
-        let seed = mix(&[config.seed, first as u64, turn, 2]);
+        let seed = mix_all(&[config.seed, first as u64, turn, 2]);
         act(agent, &mut live, &active, config, seed)?;
         turn += 1;
     }

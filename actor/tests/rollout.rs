@@ -59,40 +59,11 @@ fn trajectories_are_token_exact_and_reproducible() {
         assert!(!t.agent.is_empty() && !t.attacker.is_empty());
         assert_eq!(t.injections.len(), t.attacker.len());
         // The agent's multi-turn sequence, scored in one pass, gives back the sampler's
-        // log-probs: nothing was re-tokenized between turns.
-        let item = t.agent_item(1.0);
-        assert_eq!(
-            item.mask.iter().filter(|m| **m).count(),
-            item.behaviour_logprobs.len()
-        );
-        let scored = policy
-            .score_no_grad(&[arlas_policy::ScoreItem {
-                tokens: item.tokens.clone(),
-                mask: item.mask.clone(),
-            }])
-            .unwrap()
-            .logprobs_vec()
-            .unwrap();
-        let max_diff = scored[0]
-            .iter()
-            .zip(&item.behaviour_logprobs)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        // log-probs: nothing was re-tokenized between turns. So does each attacker turn.
+        let max_diff = scored_vs_sampled(&policy, &t.agent);
         assert!(max_diff < 1e-4, "agent log-probs differ by {max_diff}");
-        for a in t.attacker_items(-1.0) {
-            let scored = policy
-                .score_no_grad(&[arlas_policy::ScoreItem {
-                    tokens: a.tokens.clone(),
-                    mask: a.mask.clone(),
-                }])
-                .unwrap()
-                .logprobs_vec()
-                .unwrap();
-            let d = scored[0]
-                .iter()
-                .zip(&a.behaviour_logprobs)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max);
+        for turn in &t.attacker {
+            let d = scored_vs_sampled(&policy, std::slice::from_ref(turn));
             assert!(d < 1e-4, "attacker log-probs differ by {d}");
         }
     }
@@ -156,4 +127,28 @@ fn scripted_agents_play_through_the_same_engine() {
     let mut naive = AgentPlayer::scripted(arlas_game::players::AgentKind::Naive(1.0));
     let t = play(&mut naive, &mut opponents, &jobs(&specs, 1, 0), &config).unwrap();
     assert!(arlas_actor::rates(&t).attack_success_rate > 0.8);
+}
+
+/// Largest |scored - sampled| log-prob over the completions of `segments`, scored as one
+/// sequence.
+fn scored_vs_sampled(policy: &arlas_policy::Policy, segments: &[arlas_core::Segment]) -> f32 {
+    let seq = arlas_core::concat(segments);
+    let sampled: Vec<f32> = segments
+        .iter()
+        .flat_map(|s| s.logprobs.iter().copied())
+        .collect();
+    assert_eq!(seq.mask.iter().filter(|m| **m).count(), sampled.len());
+    let scored = policy
+        .score_no_grad(&[arlas_policy::ScoreItem {
+            tokens: seq.tokens,
+            mask: seq.mask,
+        }])
+        .unwrap()
+        .logprobs_vec()
+        .unwrap();
+    scored[0]
+        .iter()
+        .zip(&sampled)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
 }

@@ -36,9 +36,9 @@ pub enum Error {
     UnknownMember(String),
 
     // --- the coordinator service (see `service`) ---
-    /// A request field failed validation (the wire edge or a domain rule).
-    #[error("invalid {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    /// Data that makes no valid value (a request field, an archive) or a shared file failed.
+    #[error(transparent)]
+    Core(#[from] arlas_core::Error),
     #[error("no checkpoint blob {0} in the store; fetch a current version from GetRunState")]
     UnknownBlob(String),
     #[error(
@@ -67,8 +67,6 @@ pub enum Error {
         found: String,
         found_size: u64,
     },
-    #[error("checkpoint blob is not a valid checkpoint archive: {0}")]
-    Archive(String),
     #[error("no lease {0}: it expired or the coordinator restarted; register again")]
     UnknownLease(String),
     #[error("lease {lease} belongs to {role}; this rpc is for {needed}s only")]
@@ -112,31 +110,14 @@ pub enum Error {
     Serve { what: String, reason: String },
     #[error(transparent)]
     Runtime(#[from] arlas_runtime::Error),
-    /// An rpc to the coordinator failed (client side).
-    #[error("coordinator rpc {rpc} failed with {code:?}: {message}")]
-    Rpc {
-        rpc: &'static str,
-        code: tonic::Code,
-        message: String,
-    },
-    #[error(
-        "checkpoint {id} chunk at offset {offset} failed its checksum {attempts} times in a row; the network or the coordinator's disk corrupts data"
-    )]
-    ChunkCorrupted {
-        id: String,
-        offset: u64,
-        attempts: u32,
-    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A request that breaks a rule (the caller's mistake: INVALID_ARGUMENT).
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Self::Invalid {
-            field,
-            reason: reason.into(),
-        }
+        Self::Core(arlas_core::Error::invalid(field, reason))
     }
 }
 

@@ -1,20 +1,18 @@
-//! The coordinator's state for an ARLAS run: the **population** of frozen attacker
-//! checkpoints, the **payoff matrix** of agent versions against population members, and
-//! **opponent sampling** for the agent's training episodes.
+//! The coordinator of an ARLAS run: the **league** (the population of frozen attacker
+//! checkpoints, the payoff matrix of agent versions against them, opponent sampling) and
+//! the **service** that keeps the run's versions, leases and checkpoint blobs for the
+//! distributed roles.
 //!
 //! The population is a registry of immutable checkpoints: a member is added once, its
 //! directory is never written again, and its content hash is checked whenever the
 //! population is opened, so a truncated or altered checkpoint is found at start-up.
 //!
 //! Layout:
-//! - [`content`]: content hashes of checkpoint directories;
-//! - [`population`]: the on-disk registry (`population.json` + one directory per member);
-//! - [`payoff`]: win-rate bookkeeping, agent version × attacker member;
-//! - [`opponents`]: which past attackers the agent trains against (`all|latest`,
-//!   `uniform|recent|pfsp`);
-//! - [`service`]: the coordinator as a gRPC service for the distributed runtime — leases,
-//!   versions, content-addressed checkpoint blobs, watch — with its wrapper client
-//!   (`arlas coordinator` runs [`service::run`]; protocol in `docs/distributed.md`).
+//! - [`league`]: [`League`] (population + payoff + opponents) — the one code path that adds
+//!   members and records results, in a cluster and in `arlas train` alike;
+//! - [`service`]: the coordinator as a gRPC service — leases, versions, content-addressed
+//!   checkpoint blobs, watch (`arlas coordinator` runs [`service::run`]; protocol in
+//!   `docs/distributed.md`). Its clients live in `arlas-client`.
 //!
 //! ```
 //! use arlas_coordinator::{OpponentPool, OpponentSampling, PayoffMatrix, sample_opponents};
@@ -26,15 +24,12 @@
 //! assert_eq!(picks.len(), 4);
 //! ```
 
-pub mod content;
 mod error;
-pub mod opponents;
-pub mod payoff;
-pub mod population;
+pub mod league;
 pub mod service;
 
-pub use content::{ContentHash, hash_dir};
 pub use error::{Error, Result};
-pub use opponents::{OpponentPool, OpponentSampling, sample_opponents};
-pub use payoff::{PayoffMatrix, Tally};
-pub use population::{Population, PopulationMember};
+pub use league::{
+    League, OpponentPool, OpponentRule, OpponentSampling, PayoffMatrix, Population,
+    PopulationMember, Tally, sample_opponents,
+};

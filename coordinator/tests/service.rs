@@ -8,13 +8,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use arlas_coordinator::Error;
-use arlas_coordinator::service::archive::pack_to_file;
-use arlas_coordinator::service::client::partial_path;
+use arlas_client::{CoordinatorClient, Error, blob_ref_of_file, partial_path};
 use arlas_coordinator::service::{
-    CoordinatorClient, CoordinatorConfig, DEFAULT_SHUTDOWN_GRACE, LeaseId, Listeners, Player,
-    PublishHeader, Registration, ServerConfig, blob_ref_of_file,
+    CoordinatorConfig, DEFAULT_SHUTDOWN_GRACE, Listeners, ServerConfig,
 };
+use arlas_core::archive::pack_to_file;
+use arlas_core::{LeaseId, Player, PublishHeader, Registration};
 use arlas_proto::v1;
 use arlas_proto::v1::coordinator_client::CoordinatorClient as RawClient;
 use arlas_runtime::auth::Token;
@@ -339,7 +338,7 @@ async fn malformed_and_oversized_requests_are_rejected_and_the_server_keeps_serv
     assert!(err.message().contains("malformed protobuf"), "{err:?}");
 
     // Still serving.
-    assert_eq!(typed.run_state().await.unwrap().agent.version, 0);
+    assert_eq!(typed.run_state().await.unwrap().versions.agent.version, 0);
     server.stop().await;
 }
 
@@ -398,7 +397,7 @@ async fn publish_then_fetch_round_trips_with_resume_and_watchers_see_the_version
     let mut client = server.client().await;
     let mut watch = client.watch().await.unwrap();
     let first = watch.next().await.unwrap().unwrap();
-    assert_eq!(first.agent.version, 0);
+    assert_eq!(first.versions.agent.version, 0);
 
     let lease = learner(&mut client).await;
     let blob_file = checkpoint_blob(tmp.path(), "agent-v1", (3 << 20) + 12345);
@@ -428,7 +427,7 @@ async fn publish_then_fetch_round_trips_with_resume_and_watchers_see_the_version
             .expect("watch pushes the new version")
             .unwrap()
             .unwrap();
-        if view.agent.version == 1 {
+        if view.versions.agent.version == 1 {
             assert!(view.revision > first.revision);
             break;
         }
@@ -527,7 +526,7 @@ async fn publish_then_fetch_round_trips_with_resume_and_watchers_see_the_version
         ),
         "{err}"
     );
-    assert_eq!(client.run_state().await.unwrap().agent.version, 1);
+    assert_eq!(client.run_state().await.unwrap().versions.agent.version, 1);
     let conflicting = PublishHeader {
         checkpoint: blob_ref_of_file(&other).unwrap(),
         ..header

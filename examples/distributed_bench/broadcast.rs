@@ -7,8 +7,9 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use arlas_coordinator::service::archive::pack_to_file;
-use arlas_coordinator::service::{CoordinatorClient, Player, PublishHeader, Registration};
+use arlas_client::CoordinatorClient;
+use arlas_core::archive::pack_to_file;
+use arlas_core::{Player, PublishHeader, Registration};
 use rand::{RngCore as _, SeedableRng as _};
 use serde_json::{Value, json};
 
@@ -131,7 +132,7 @@ pub fn run(args: &BroadcastArgs) -> anyhow::Result<Value> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let checkpoint = arlas_coordinator::service::blob_ref_of_file(&blob)?;
+    let checkpoint = arlas_client::blob_ref_of_file(&blob)?;
     let size = checkpoint.size;
     let publish_started = Instant::now();
     runtime.block_on(async {

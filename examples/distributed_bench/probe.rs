@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use arlas::cluster::RoleProcess;
-use arlas_proto::v1;
-use arlas_proto::v1::learner_client::LearnerClient;
-use arlas_runtime::auth::{AttachToken, Token};
+use arlas_client::LearnerClient;
+use arlas_core::LearnerStatus;
+use arlas_runtime::auth::Token;
 
 /// The 1-, 5- and 15-minute load averages (`/proc/loadavg`).
 pub fn load_average() -> [f64; 3] {
@@ -58,11 +58,7 @@ pub fn scrape_all<'a>(
 }
 
 /// A learner's `GetLearnerStatus`.
-pub async fn learner_status(addr: SocketAddr, token: &Token) -> anyhow::Result<v1::LearnerStatus> {
-    let channel = arlas_runtime::client::connect(&format!("http://{addr}")).await?;
-    let mut client = LearnerClient::with_interceptor(channel, AttachToken::new(Some(token)));
-    Ok(client
-        .get_learner_status(v1::GetLearnerStatusRequest {})
-        .await?
-        .into_inner())
+pub async fn learner_status(addr: SocketAddr, token: &Token) -> anyhow::Result<LearnerStatus> {
+    let mut client = LearnerClient::connect(&format!("http://{addr}"), Some(token)).await?;
+    Ok(client.status().await?)
 }

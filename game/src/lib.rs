@@ -47,8 +47,10 @@ pub mod error;
 pub mod goal;
 pub mod judge;
 pub mod play;
+pub mod player;
 pub mod players;
 pub mod profile;
+pub mod seed;
 pub mod split;
 pub mod suite;
 pub mod transcript;
@@ -70,6 +72,7 @@ pub use goal::AttackGoal;
 pub use judge::{Outcome, Rewards};
 pub use observation::INJECTION_MARKER;
 pub use play::{PlayOptions, PlayReport, Rates, play, play_episode, sample_episode};
+pub use player::{PerPlayer, Player};
 pub use players::{
     AgentKind, AttackerKind, Expert, Naive, RandomAgent, ScriptedAgent, ScriptedAttacker,
     TemplateAttacker,

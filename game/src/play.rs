@@ -69,13 +69,7 @@ pub fn play_episode(
     }))
 }
 
-/// The seed of episode `index` of a run seeded with `seed` (SplitMix64).
-pub fn episode_seed(seed: u64, index: u64) -> u64 {
-    let mut z = seed.wrapping_add(index.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+pub use crate::seed::episode_seed;
 
 /// The scripted players' random stream for the episode seeded `seed`.
 pub fn player_rng(seed: u64) -> GameRng {

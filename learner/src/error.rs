@@ -27,8 +27,12 @@ pub enum Error {
         "learner state {path} is unusable ({reason}); restore the data directory from a backup or start a new one"
     )]
     State { path: PathBuf, reason: String },
+    /// A coordinator rpc failed.
     #[error(transparent)]
-    Coordinator(#[from] arlas_coordinator::Error),
+    Client(#[from] arlas_client::Error),
+    /// A checkpoint could not be packed.
+    #[error(transparent)]
+    Core(#[from] arlas_core::Error),
     #[error(transparent)]
     Runtime(#[from] arlas_runtime::Error),
     #[error("cannot bind or serve {what}: {reason}")]

@@ -1,61 +1,15 @@
 //! From trajectories to GRPO items.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
+use std::collections::HashMap;
 
-use arlas_actor::Trajectory;
+use arlas_core::{Player, Segment, Trajectory, concat};
 use arlas_policy::GrpoItem;
 use serde::{Deserialize, Serialize};
 
 use crate::advantage::group_advantages;
 
-/// The two players of the game.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Player {
-    Agent,
-    Attacker,
-}
-
-impl Player {
-    pub const BOTH: [Self; 2] = [Self::Agent, Self::Attacker];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Agent => "agent",
-            Self::Attacker => "attacker",
-        }
-    }
-
-    /// This player's reward in a trajectory.
-    pub fn reward(self, t: &Trajectory) -> f32 {
-        match self {
-            Self::Agent => t.rewards.agent,
-            Self::Attacker => t.rewards.attacker,
-        }
-    }
-}
-
-impl fmt::Display for Player {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Player {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "agent" => Ok(Self::Agent),
-            "attacker" => Ok(Self::Attacker),
-            other => Err(format!("unknown player {other:?}: use agent or attacker")),
-        }
-    }
-}
-
 /// Statistics of a set of groups.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct GroupStats {
     pub groups: usize,
     /// Groups whose rollouts all got the same reward (no learning signal).
@@ -71,9 +25,15 @@ pub fn grpo_items(
     trajectories: &[Trajectory],
     skip_zero: bool,
 ) -> (Vec<GrpoItem>, GroupStats) {
-    let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    // Groups in order of first appearance (ids are opaque, e.g. hashes).
+    let mut index: HashMap<u64, usize> = HashMap::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
     for (i, t) in trajectories.iter().enumerate() {
-        groups.entry(t.group).or_default().push(i);
+        let g = *index.entry(t.group).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(i);
     }
     let mut items = Vec::new();
     let mut stats = GroupStats {
@@ -81,10 +41,10 @@ pub fn grpo_items(
         ..GroupStats::default()
     };
     let mut reward_sum = 0f64;
-    for members in groups.values() {
+    for members in &groups {
         let rewards: Vec<f32> = members
             .iter()
-            .map(|&i| player.reward(&trajectories[i]))
+            .map(|&i| trajectories[i].reward(player))
             .collect();
         reward_sum += rewards.iter().map(|&r| f64::from(r)).sum::<f64>();
         let advantages = group_advantages(&rewards);
@@ -97,9 +57,9 @@ pub fn grpo_items(
             }
             let t = &trajectories[i];
             match player {
-                Player::Agent if !t.agent.is_empty() => items.push(t.agent_item(advantage)),
+                Player::Agent if !t.agent.is_empty() => items.push(agent_item(t, advantage)),
                 Player::Agent => {}
-                Player::Attacker => items.extend(t.attacker_items(advantage)),
+                Player::Attacker => items.extend(attacker_items(t, advantage)),
             }
         }
     }
@@ -108,4 +68,33 @@ pub fn grpo_items(
         stats.mean_reward = reward_sum / trajectories.len() as f64;
     }
     (items, stats)
+}
+
+/// The agent's whole conversation as one GRPO item with the episode's advantage: every
+/// turn is one sequence, masked to the agent's own completions.
+pub fn agent_item(t: &Trajectory, advantage: f32) -> GrpoItem {
+    item(&t.agent, advantage)
+}
+
+/// One GRPO item per attacker turn (the attacker sees one turn at a time), each with the
+/// episode's advantage.
+pub fn attacker_items(t: &Trajectory, advantage: f32) -> Vec<GrpoItem> {
+    t.attacker
+        .iter()
+        .filter(|s| !s.completion.is_empty())
+        .map(|s| item(std::slice::from_ref(s), advantage))
+        .collect()
+}
+
+fn item(segments: &[Segment], advantage: f32) -> GrpoItem {
+    let seq = concat(segments);
+    GrpoItem {
+        tokens: seq.tokens,
+        mask: seq.mask,
+        behaviour_logprobs: segments
+            .iter()
+            .flat_map(|s| s.logprobs.iter().copied())
+            .collect(),
+        advantage,
+    }
 }

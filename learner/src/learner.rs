@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use arlas_actor::Trajectory;
+use arlas_core::Trajectory;
 use arlas_policy::{
     GrpoItem, Manifest, Policy, ScoreItem, SftItem, StepStats, TrainConfig, Trainer,
 };
@@ -11,8 +11,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::Player;
 use crate::error::{Error, Result};
-use crate::groups::{GroupStats, Player, grpo_items};
+use crate::groups::{GroupStats, grpo_items};
 
 /// Items scored to measure the sampler-vs-learner log-prob mismatch of an update.
 const MISMATCH_ITEMS: usize = 4;
@@ -82,7 +83,7 @@ impl UpdateReport {
 }
 
 /// Token-weighted means of several steps.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepMeans {
     pub loss: f64,
     pub kl: f64,
@@ -217,7 +218,7 @@ impl Learner {
         let oldest = self.version.saturating_sub(self.config.max_staleness);
         let fresh: Vec<Trajectory> = trajectories
             .iter()
-            .filter(|t| self.produced_version(t) >= oldest)
+            .filter(|t| t.version(self.player) >= oldest)
             .cloned()
             .collect();
         let dropped_stale = trajectories.len() - fresh.len();
@@ -246,13 +247,6 @@ impl Learner {
             logprob_mismatch,
             steps,
         })
-    }
-
-    fn produced_version(&self, t: &Trajectory) -> u64 {
-        match self.player {
-            Player::Agent => t.agent_version,
-            Player::Attacker => t.attacker_version,
-        }
     }
 
     /// Mean absolute difference between the learner's log-probs (before the update) and the

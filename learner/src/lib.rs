@@ -21,7 +21,7 @@ pub mod learner;
 pub mod service;
 
 pub use advantage::group_advantages;
+pub use arlas_core::Player;
 pub use error::{Error, Result};
-pub use groups::GroupStats;
-pub use groups::{Player, grpo_items};
+pub use groups::{GroupStats, agent_item, attacker_items, grpo_items};
 pub use learner::{Learner, LearnerConfig, StepMeans, UpdateReport};

@@ -62,7 +62,7 @@ fn accept(opened: &mut arlas_learner::service::open::Opened, seqs: &[u64]) {
     let mut records = Vec::new();
     for &seq in seqs {
         let r = request(seq);
-        let t = arlas_actor::Trajectory::try_from(r.trajectory.clone().unwrap()).unwrap();
+        let t = arlas_core::Trajectory::try_from(r.trajectory.clone().unwrap()).unwrap();
         assert_eq!(
             opened.intake.submit(stream, "actor", seq, t),
             Verdict::Accepted
@@ -133,7 +133,7 @@ fn a_torn_tail_is_cut_and_keys_and_queue_survive_restarts() {
     );
     let (stream, _) = opened.intake.open_stream();
     for seq in [1, 2, 3] {
-        let t = arlas_actor::Trajectory::try_from(request(seq).trajectory.unwrap()).unwrap();
+        let t = arlas_core::Trajectory::try_from(request(seq).trajectory.unwrap()).unwrap();
         assert_eq!(
             opened.intake.submit(stream, "actor", seq, t),
             Verdict::Duplicate,

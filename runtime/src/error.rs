@@ -28,6 +28,8 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
+    #[error("{what} stopped unexpectedly: {reason}")]
+    Task { what: String, reason: String },
     #[error("i/o error on {what}: {source}")]
     Io {
         what: String,

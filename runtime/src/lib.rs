@@ -10,6 +10,7 @@
 //! - [`http`]: the read-only `/metrics` + `/healthz` endpoint on `--metrics-listen`;
 //! - [`client`]: gRPC channels with timeouts and keep-alive;
 //! - [`backoff`]: jittered exponential backoff for reconnecting;
+//! - [`blocking`](mod@blocking): blocking work on tokio's blocking pool;
 //! - [`serve`]: the metrics task and the gRPC shutdown grace every role's `run` shares;
 //! - [`shutdown`]: Ctrl-C or SIGTERM.
 //!
@@ -22,6 +23,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod blocking;
 pub mod client;
 mod error;
 pub mod http;
@@ -29,4 +31,5 @@ pub mod metrics;
 pub mod serve;
 pub mod shutdown;
 
+pub use blocking::blocking;
 pub use error::{Error, Result};

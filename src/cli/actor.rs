@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use arlas_actor::RolloutConfig;
-use arlas_actor::node::{NodeConfig, RoundShape};
+use arlas_actor::node::NodeConfig;
+use arlas_actor::round::RoundShape;
 use arlas_runtime::auth::Token;
 use clap::Args;
 use serde::Deserialize;

@@ -183,7 +183,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
 fn write_transcripts(
     path: &std::path::Path,
     agent: &Policy,
-    episodes: &[arlas_actor::Trajectory],
+    episodes: &[arlas_core::Trajectory],
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut out = std::io::BufWriter::new(

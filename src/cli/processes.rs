@@ -11,12 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use arlas::cluster::{ClusterConfig, LocalCluster};
 use arlas::pipeline::{self, RunDir, Settings, Start};
-use arlas_coordinator::service::{CoordinatorClient, RunView};
-use arlas_proto::v1;
-use arlas_proto::v1::learner_client::LearnerClient;
-use arlas_runtime::auth::{AttachToken, Token};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use arlas_client::{CoordinatorClient, LearnerClient};
+use arlas_core::RunView;
+use arlas_runtime::auth::Token;
 
 /// How often the coordinator is asked for the run's state.
 const POLL: Duration = Duration::from_secs(2);
@@ -54,11 +51,11 @@ pub fn run(
     let stopped = cluster.shutdown();
     let view = outcome?;
     stopped?;
-    let checkpoint = learner_checkpoint(dir, "agent", view.agent.version);
+    let checkpoint = learner_checkpoint(dir, "agent", view.versions.agent.version);
     eprintln!(
         "done: agent v{} attacker v{} population {}; final agent {}",
-        view.agent.version,
-        view.attacker.version,
+        view.versions.agent.version,
+        view.versions.attacker.version,
         view.population_size,
         checkpoint.display()
     );
@@ -174,30 +171,16 @@ fn print_endpoints(cluster: &mut LocalCluster) {
     }
 }
 
-type StatusClient = LearnerClient<InterceptedService<Channel, AttachToken>>;
-
-/// A client of a learner's status rpc.
-async fn status_client(
+/// A client of a role's learner service.
+async fn learner_client(
     role: &arlas::cluster::RoleProcess,
     token: &Token,
-) -> anyhow::Result<StatusClient> {
+) -> anyhow::Result<LearnerClient> {
     let addr = role
         .announced()
         .grpc
         .with_context(|| format!("{} announced no gRPC address", role.name()))?;
-    let channel = arlas_runtime::client::connect(&format!("http://{addr}")).await?;
-    Ok(LearnerClient::with_interceptor(
-        channel,
-        AttachToken::new(Some(token)),
-    ))
-}
-
-/// A learner's status.
-async fn learner_status(client: &mut StatusClient) -> anyhow::Result<v1::LearnerStatus> {
-    Ok(client
-        .get_learner_status(v1::GetLearnerStatusRequest {})
-        .await?
-        .into_inner())
+    Ok(LearnerClient::connect(&format!("http://{addr}"), Some(token)).await?)
 }
 
 /// Polls the coordinator and the learners until both learners have trained `target`
@@ -208,24 +191,24 @@ async fn watch(cluster: &mut LocalCluster, target: u64) -> anyhow::Result<RunVie
     let started = Instant::now();
     let mut last = String::new();
     // Trajectories trained before this start (a resumed cluster) do not count.
-    let mut agent_client = status_client(&cluster.agent_learner, &token).await?;
-    let mut attacker_client = status_client(&cluster.attacker_learner, &token).await?;
+    let mut agent_client = learner_client(&cluster.agent_learner, &token).await?;
+    let mut attacker_client = learner_client(&cluster.attacker_learner, &token).await?;
     let base = (
-        learner_status(&mut agent_client).await?.trained_total,
-        learner_status(&mut attacker_client).await?.trained_total,
+        agent_client.status().await?.trained_total,
+        attacker_client.status().await?.trained_total,
     );
     loop {
         let view = client.run_state().await?;
-        let mut agent = learner_status(&mut agent_client).await?;
-        let mut attacker = learner_status(&mut attacker_client).await?;
+        let mut agent = agent_client.status().await?;
+        let mut attacker = attacker_client.status().await?;
         agent.trained_total = agent.trained_total.saturating_sub(base.0);
         attacker.trained_total = attacker.trained_total.saturating_sub(base.1);
         let line = format!(
             "agent v{} ({}/{target} trained, {} queued) / attacker v{} ({}/{target} trained, {} queued), population {}, actors {}",
-            view.agent.version,
+            view.versions.agent.version,
             agent.trained_total,
             agent.queue_depth,
-            view.attacker.version,
+            view.versions.attacker.version,
             attacker.trained_total,
             attacker.queue_depth,
             view.population_size,

@@ -29,7 +29,7 @@ pub fn evaluate_agent(
     opponents: &mut Vec<Opponent<'_>>,
     specs: &[EpisodeSpec],
     config: &RolloutConfig,
-) -> anyhow::Result<(EvalReport, Vec<arlas_actor::Trajectory>)> {
+) -> anyhow::Result<(EvalReport, Vec<arlas_core::Trajectory>)> {
     let mut player = AgentPlayer::Policy {
         policy: agent,
         version,
@@ -83,7 +83,7 @@ pub struct FinalEvaluation {
 fn opponents_for<'a>(p: &'a Pipeline, members: &[String]) -> anyhow::Result<Vec<Opponent<'a>>> {
     let mut opponents = vec![Opponent::templates()?];
     for id in members {
-        if let (Some(policy), Ok(m)) = (p.members.get(id), p.population.get(id)) {
+        if let (Some(policy), Ok(m)) = (p.members.get(id), p.league.population().get(id)) {
             opponents.push(Opponent::policy(id.clone(), policy, m.attacker_version));
         }
     }
@@ -129,7 +129,8 @@ pub(super) fn final_evaluation(
     trained_version: u64,
 ) -> anyhow::Result<FinalEvaluation> {
     let ids: Vec<String> = p
-        .population
+        .league
+        .population()
         .members()
         .iter()
         .map(|m| m.id.clone())

@@ -1,25 +1,40 @@
-//! One adversarial iteration: the attacker learns against the current agent, the agent
-//! learns against opponents drawn from the population, the new attacker joins it.
+//! One adversarial iteration: a round of the actor crate's planner (the same plans an
+//! `arlas actor` plays), both players' GRPO updates, then the commit — checkpoints, the new
+//! attacker into the league, the payoff matrix, the run's progress.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use arlas_actor::{
-    AgentPlayer, EpisodeJob, Opponent, RolloutConfig, Trajectory, jobs, play, rates,
-};
-use arlas_coordinator::sample_opponents;
-use arlas_game::{EpisodeSpec, Split, play::episode_seed};
-use arlas_learner::{Learner, Player, UpdateReport};
+use anyhow::Context as _;
+use arlas_actor::round::{RoundOutput, RoundPlan, RoundPolicies, label, play_round};
+use arlas_actor::{EvalRates, rates};
+use arlas_coordinator::League;
+use arlas_core::{Player, Trajectory};
+use arlas_learner::Learner;
+use arlas_policy::Policy;
 use rand::SeedableRng;
-use serde_json::json;
 
+use super::records::{Eval, Iteration, Record, Stage, Update};
 use super::{Pipeline, evaluation};
 
-/// A well-mixed seed from its parts.
-pub(super) fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// The pipeline's policies as a round sees them: the learners' live policies and the
+/// population members loaded so far.
+struct Held<'a> {
+    learners: [&'a Learner; 2],
+    members: &'a BTreeMap<String, Policy>,
+    league: &'a League,
+}
+
+impl RoundPolicies for Held<'_> {
+    fn current(&self, player: Player) -> Option<(&Policy, u64)> {
+        let learner = self.learners.iter().find(|l| l.player() == player)?;
+        Some((learner.policy(), learner.version()))
+    }
+
+    fn member(&self, id: &str) -> Option<(&Policy, u64)> {
+        let version = self.league.population().get(id).ok()?.attacker_version;
+        Some((self.members.get(id)?, version))
+    }
 }
 
 impl Pipeline {
@@ -39,23 +54,41 @@ impl Pipeline {
         Ok((agent, attacker))
     }
 
-    fn train_specs(&self, seed: u64) -> Vec<EpisodeSpec> {
-        (0..self.settings.tasks_per_iteration)
-            .map(|k| {
-                EpisodeSpec::sample_from(
-                    &self.settings.rollout.game.suites,
-                    Split::Train,
-                    episode_seed(seed, k as u64),
-                )
-            })
-            .collect()
-    }
-
-    fn rollout(&self, seed: u64) -> RolloutConfig {
-        RolloutConfig {
-            seed,
-            ..self.settings.rollout.clone()
+    /// The round of iteration `i`: the agent phase's opponents drawn from the league.
+    fn plan(&mut self, i: u32, agent_version: u64) -> anyhow::Result<RoundPlan> {
+        let round = u64::from(i);
+        let round_seed = self.planner.round_seed(round);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(arlas_game::seed::mix(
+            round_seed,
+            label::OPPONENTS,
+        ));
+        let assigned: Vec<String> = self
+            .league
+            .draw_opponents(
+                agent_version,
+                self.settings.opponent_rule(),
+                self.settings.tasks_per_iteration,
+                &mut rng,
+            )
+            .into_iter()
+            .map(|m| m.id.clone())
+            .collect();
+        anyhow::ensure!(
+            !assigned.is_empty(),
+            "the population is empty: the warm-up attacker should be its first member"
+        );
+        let mut plan = self.planner.plan(round, &assigned);
+        match self.settings.freeze {
+            Some(Player::Attacker) => plan.attacker_phase.jobs.clear(),
+            Some(Player::Agent) => plan.agent_phase.jobs.clear(),
+            None => {}
         }
+        if !plan.agent_phase.jobs.is_empty() {
+            for id in &plan.agent_phase.opponents {
+                self.member(id)?;
+            }
+        }
+        Ok(plan)
     }
 
     fn iteration(
@@ -65,183 +98,145 @@ impl Pipeline {
         attacker: &mut Learner,
     ) -> anyhow::Result<()> {
         let started = Instant::now();
-        let seed = mix(self.settings.seed, u64::from(i));
-        let g = self.settings.group_size;
-        let mut episodes = 0usize;
-        let mut sampled_tokens = 0usize;
+        let plan = self.plan(i, agent.version())?;
+        self.progress.phase(&format!("iteration {i}: rollouts"));
+        let out = play_round(
+            &Held {
+                learners: [agent, attacker],
+                members: &self.members,
+                league: &self.league,
+            },
+            &plan,
+            &self.settings.rollout,
+        )?;
+        self.league.add_results(&out.match_results());
 
-        // The attacker against the current agent.
-        let mut attacker_phase = None;
-        if self.settings.freeze != Some(Player::Attacker) {
-            self.progress
-                .phase(&format!("iteration {i}: attacker rollouts"));
-            let specs = self.train_specs(mix(seed, 1));
-            let trajectories = {
-                let mut player = AgentPlayer::Policy {
-                    policy: agent.policy(),
-                    version: agent.version(),
-                };
-                let mut opponents = vec![Opponent::policy(
-                    "current",
-                    attacker.policy(),
-                    attacker.version(),
-                )];
-                play(
-                    &mut player,
-                    &mut opponents,
-                    &jobs(&specs, g, 0),
-                    &self.rollout(mix(seed, 2)),
-                )?
-            };
-            attacker_phase = Some(self.learn(
-                i,
-                attacker,
-                &trajectories,
-                mix(seed, 3),
-                &mut episodes,
-                &mut sampled_tokens,
-            )?);
+        let mut phases = BTreeMap::new();
+        for (learner, update_label) in [
+            (&mut *attacker, label::ATTACKER_UPDATE),
+            (&mut *agent, label::AGENT_UPDATE),
+        ] {
+            let player = learner.player();
+            if self.settings.freeze != Some(player) {
+                let rates = self.learn(i, learner, &out, plan.seed(update_label))?;
+                phases.insert(player, rates);
+            }
         }
+        self.commit(i, agent, attacker)?;
+        let eval = self.evaluate_iteration(i, agent)?;
 
-        // The agent against opponents drawn from the population.
-        let mut agent_phase = None;
-        if self.settings.freeze != Some(Player::Agent) {
-            self.progress
-                .phase(&format!("iteration {i}: agent rollouts"));
-            let specs = self.train_specs(mix(seed, 4));
-            let ids: Vec<String> = self
-                .population
-                .members()
-                .iter()
-                .map(|m| m.id.clone())
-                .collect();
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mix(seed, 5));
-            let picks = sample_opponents(
-                &ids,
-                &self.payoff,
-                agent.version(),
-                self.settings.opponents,
-                self.settings.opponent_sampling,
-                specs.len(),
-                &mut rng,
-            );
-            let mut unique = picks.clone();
-            unique.sort_unstable();
-            unique.dedup();
-            for &m in &unique {
-                self.member(&ids[m])?;
-            }
-            let mut job_list: Vec<EpisodeJob> = Vec::with_capacity(specs.len() * g);
-            for (k, (spec, pick)) in specs.iter().zip(&picks).enumerate() {
-                let opponent = unique.iter().position(|u| u == pick).unwrap_or(0);
-                job_list.extend(arlas_actor::rollout::jobs_from(
-                    std::slice::from_ref(spec),
-                    g,
-                    opponent,
-                    k as u64,
-                ));
-            }
-            let trajectories = {
-                let mut opponents = Vec::with_capacity(unique.len());
-                for &m in &unique {
-                    let id = &ids[m];
-                    let version = self.population.get(id)?.attacker_version;
-                    if let Some(policy) = self.members.get(id) {
-                        opponents.push(Opponent::policy(id.clone(), policy, version));
-                    }
-                }
-                anyhow::ensure!(
-                    !opponents.is_empty(),
-                    "the population is empty: the warm-up attacker should be its first member"
-                );
-                let mut player = AgentPlayer::Policy {
-                    policy: agent.policy(),
-                    version: agent.version(),
-                };
-                play(
-                    &mut player,
-                    &mut opponents,
-                    &job_list,
-                    &self.rollout(mix(seed, 6)),
-                )?
-            };
-            for t in &trajectories {
-                self.payoff.record(t.agent_version, &t.opponent, t.leaked());
-            }
-            agent_phase = Some(self.learn(
-                i,
-                agent,
-                &trajectories,
-                mix(seed, 7),
-                &mut episodes,
-                &mut sampled_tokens,
-            )?);
-        }
+        let episodes = out.attacker_phase.len() + out.agent_phase.len();
+        let sampled_tokens = out
+            .attacker_phase
+            .iter()
+            .chain(&out.agent_phase)
+            .map(Trajectory::sampled_tokens)
+            .sum();
+        let seconds = started.elapsed().as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let episodes_per_sec = episodes as f64 / seconds.max(1e-9);
+        let agent_phase = phases.get(&Player::Agent).copied();
+        self.log(Record::Iteration(Iteration {
+            iteration: i,
+            agent_version: agent.version(),
+            attacker_version: attacker.version(),
+            population: self.league.population().len(),
+            episodes,
+            sampled_tokens,
+            seconds,
+            episodes_per_sec,
+            attacker_phase: phases.get(&Player::Attacker).copied(),
+            agent_phase,
+        }))?;
+        self.progress
+            .iteration(i, episodes_per_sec, agent_phase.as_ref(), eval.as_ref());
+        self.commit_progress(i, agent, attacker)
+    }
 
-        // Commit: checkpoints, the new population member, payoffs, then the state.
+    /// One player's GRPO update from its phase's trajectories; the phase's rates.
+    fn learn(
+        &self,
+        i: u32,
+        learner: &mut Learner,
+        out: &RoundOutput,
+        seed: u64,
+    ) -> anyhow::Result<EvalRates> {
+        let player = learner.player();
+        self.progress
+            .phase(&format!("iteration {i}: {player} update"));
+        let trajectories = out.for_player(player);
+        let report = learner.update(trajectories, seed)?;
+        self.log(Record::Update(Update::new(i, &report)))?;
+        Ok(rates(trajectories))
+    }
+
+    /// Checkpoints of both players, the new attacker into the league, the payoff matrix.
+    /// Nothing of it counts until [`Pipeline::commit_progress`].
+    fn commit(&mut self, i: u32, agent: &Learner, attacker: &Learner) -> anyhow::Result<()> {
         let step = format!("step-{i:04}");
         agent.save(&self.dir.checkpoint("agent", &step))?;
         attacker.save(&self.dir.checkpoint("attacker", &step))?;
         if self.settings.freeze != Some(Player::Attacker) {
-            let id = self.population.next_id();
-            let staging = self.population.staging_dir(&id)?;
-            attacker.save(&staging)?;
-            self.population.commit(&id, i, attacker.version())?;
+            let member = self.league.stage_member()?;
+            attacker.save(&member.dir)?;
+            self.league.commit_member(member, i, attacker.version())?;
         }
-        super::run_dir::write_json(&self.dir.path("payoff.json"), &self.payoff)?;
+        self.league.save_payoff()?;
+        Ok(())
+    }
 
+    /// The held-out evaluation of iteration `i`, when one is due.
+    fn evaluate_iteration(
+        &mut self,
+        i: u32,
+        agent: &Learner,
+    ) -> anyhow::Result<Option<arlas_actor::eval::EvalReport>> {
         let every = self.settings.eval.every;
-        let mut eval = None;
-        if i == self.settings.iterations || (every > 0 && i.is_multiple_of(every)) {
-            self.progress.phase(&format!("iteration {i}: evaluation"));
-            let latest = self.population.latest().map(|m| m.id.clone());
-            let report = match latest {
-                Some(id) => {
-                    self.member(&id)?;
-                    let policy = self.members.get(&id);
-                    evaluation::quick(
-                        self,
-                        agent.policy(),
-                        agent.version(),
-                        policy.map(|p| (p, id.as_str())),
-                    )?
-                }
-                None => evaluation::quick(self, agent.policy(), agent.version(), None)?,
-            };
-            self.log(
-                json!({"kind": "eval", "iteration": i, "stage": "iteration", "report": report}),
-            )?;
-            self.progress.eval(i, &report);
-            eval = Some(report);
+        if i != self.settings.iterations && !(every > 0 && i.is_multiple_of(every)) {
+            return Ok(None);
         }
-
-        let seconds = started.elapsed().as_secs_f64();
-        #[allow(clippy::cast_precision_loss)]
-        let episodes_per_sec = episodes as f64 / seconds.max(1e-9);
-        self.log(json!({
-            "kind": "iteration",
-            "iteration": i,
-            "agent_version": agent.version(),
-            "attacker_version": attacker.version(),
-            "population": self.population.len(),
-            "episodes": episodes,
-            "sampled_tokens": sampled_tokens,
-            "seconds": seconds,
-            "episodes_per_sec": episodes_per_sec,
-            "attacker_phase": attacker_phase,
-            "agent_phase": agent_phase,
+        self.progress.phase(&format!("iteration {i}: evaluation"));
+        let latest = self.league.population().latest().map(|m| m.id.clone());
+        let report = match latest {
+            Some(id) => {
+                self.member(&id)?;
+                let policy = self.members.get(&id);
+                evaluation::quick(
+                    self,
+                    agent.policy(),
+                    agent.version(),
+                    policy.map(|p| (p, id.as_str())),
+                )?
+            }
+            None => evaluation::quick(self, agent.policy(), agent.version(), None)?,
+        };
+        self.log(Record::Eval(Eval {
+            iteration: i,
+            stage: Stage::Iteration,
+            report: report.clone(),
         }))?;
-        self.progress
-            .iteration(i, episodes_per_sec, agent_phase.as_ref(), eval.as_ref());
+        self.progress.eval(i, &report);
+        Ok(Some(report))
+    }
 
+    /// Writes `state.json`, the commit point of iteration `i`, then removes the previous
+    /// iteration's checkpoints (no longer needed for resume).
+    fn commit_progress(
+        &mut self,
+        i: u32,
+        agent: &Learner,
+        attacker: &Learner,
+    ) -> anyhow::Result<()> {
+        let step = format!("step-{i:04}");
         let previous = self.state.clone();
         self.state.iterations_done = i;
         self.state.agent_version = agent.version();
         self.state.attacker_version = attacker.version();
         self.state.agent_checkpoint = Some(format!("agent/{step}"));
         self.state.attacker_checkpoint = Some(format!("attacker/{step}"));
-        self.dir.write_state(&self.state)?;
-        // The previous iteration's checkpoints are no longer needed for resume.
+        self.dir
+            .write_progress(&self.state)
+            .context("cannot commit the iteration")?;
         for (player, old) in [
             ("agent", previous.agent_checkpoint),
             ("attacker", previous.attacker_checkpoint),
@@ -254,43 +249,5 @@ impl Pipeline {
             }
         }
         Ok(())
-    }
-
-    /// One player's GRPO update from its phase's trajectories; counts and rates the phase.
-    fn learn(
-        &self,
-        i: u32,
-        learner: &mut Learner,
-        trajectories: &[Trajectory],
-        seed: u64,
-        episodes: &mut usize,
-        sampled_tokens: &mut usize,
-    ) -> anyhow::Result<arlas_actor::EvalRates> {
-        self.progress
-            .phase(&format!("iteration {i}: {} update", learner.player()));
-        let report = learner.update(trajectories, seed)?;
-        self.log_update(i, &report)?;
-        *episodes += trajectories.len();
-        *sampled_tokens += trajectories
-            .iter()
-            .map(Trajectory::sampled_tokens)
-            .sum::<usize>();
-        Ok(rates(trajectories))
-    }
-
-    fn log_update(&self, i: u32, report: &UpdateReport) -> anyhow::Result<()> {
-        self.log(json!({
-            "kind": "update",
-            "iteration": i,
-            "player": report.player,
-            "version": report.version,
-            "trajectories": report.trajectories,
-            "dropped_stale": report.dropped_stale,
-            "items": report.items,
-            "groups": report.groups,
-            "logprob_mismatch": report.logprob_mismatch,
-            "means": report.means(),
-            "steps": report.steps.len(),
-        }))
     }
 }

@@ -2,14 +2,16 @@
 //! players against a population of past attackers, evaluation, report. `arlas train` and
 //! `arlas demo` run it; `--resume DIR` continues a stopped run.
 //!
-//! The roles stay separate pieces, as in the distributed runtime: the actor crate plays
-//! and records, one [`Learner`] per player updates, the coordinator crate keeps the
-//! population, the payoff matrix and picks opponents. Here they are called in turn.
+//! The roles in one process: the actor crate's round planner and round function play
+//! every iteration (the same code as `arlas actor`), one [`Learner`] per player updates,
+//! and the coordinator crate's [`League`] adds population members, records results and
+//! draws opponents (the same code as `arlas coordinator`).
 
 mod evaluation;
 mod iteration;
 pub mod models;
 mod progress;
+pub mod records;
 mod report;
 pub mod run_dir;
 pub mod settings;
@@ -20,14 +22,16 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use arlas_coordinator::{PayoffMatrix, Population};
+use arlas_actor::round::{RoundPlanner, RoundShape};
+use arlas_coordinator::League;
 use arlas_game::{EpisodeSpec, Split, play::episode_seed};
 use arlas_learner::{Learner, Player};
 use arlas_policy::{Device, Policy, Trainer};
 use serde::Serialize;
 
 pub use evaluation::{FinalEvaluation, evaluate_agent};
-pub use run_dir::{RunDir, RunState};
+pub use records::Record;
+pub use run_dir::{RunDir, RunProgress};
 pub use settings::{EvalSettings, Settings, WarmupSettings};
 
 use run_dir::{read_json, write_json};
@@ -58,9 +62,9 @@ pub struct Pipeline {
     settings: Settings,
     dir: RunDir,
     device: Device,
-    state: RunState,
-    population: Population,
-    payoff: PayoffMatrix,
+    state: RunProgress,
+    league: League,
+    planner: RoundPlanner,
     /// Frozen population members loaded so far, by id.
     members: BTreeMap<String, Policy>,
     eval_specs: Vec<EpisodeSpec>,
@@ -105,7 +109,7 @@ impl Pipeline {
                 settings
             }
         };
-        let state = dir.read_state()?;
+        let state = dir.read_progress()?;
         anyhow::ensure!(
             !state.finished,
             "the run in {} is already finished; its report is {}",
@@ -117,20 +121,25 @@ impl Pipeline {
             std::fs::remove_dir_all(dir.population())
                 .with_context(|| format!("cannot reset {}", dir.population().display()))?;
         }
-        let mut population = Population::open(dir.population()).with_context(|| {
+        let mut league = League::open(dir.root()).with_context(|| {
             format!(
                 "cannot open the population in {}",
                 dir.population().display()
             )
         })?;
-        population.rollback_after(state.iterations_done)?;
+        if !state.warmup_done {
+            league.clear_payoff();
+        }
+        league.rollback_after(state.iterations_done)?;
         dir.rollback_metrics(state.iterations_done)?;
-        let payoff_path = dir.path("payoff.json");
-        let payoff = if state.warmup_done && payoff_path.is_file() {
-            read_json(&payoff_path)?
-        } else {
-            PayoffMatrix::default()
-        };
+        let planner = RoundPlanner::for_pipeline(
+            RoundShape {
+                tasks: settings.tasks_per_iteration,
+                group_size: settings.group_size,
+            },
+            settings.seed,
+        )
+        .with_suites(settings.rollout.game.suites.clone());
         let eval_specs = (0..settings.eval.episodes)
             .map(|k| {
                 EpisodeSpec::sample_from(
@@ -146,8 +155,8 @@ impl Pipeline {
             dir,
             device: Device::Cpu,
             state,
-            population,
-            payoff,
+            league,
+            planner,
             members: BTreeMap::new(),
             eval_specs,
             progress,
@@ -174,10 +183,7 @@ impl Pipeline {
                 .clone()
                 .with_context(|| format!("the run state names no {player} checkpoint"))?;
             let path = self.dir.root().join(&rel);
-            let config = match player {
-                Player::Agent => self.settings.agent.clone(),
-                Player::Attacker => self.settings.attacker.clone(),
-            };
+            let config = self.settings.learner(player).clone();
             let trainer = if rel.ends_with("warmup") {
                 let policy =
                     models::load_dir(&path, &self.settings.models_dir, true, &self.device)?;
@@ -217,7 +223,7 @@ impl Pipeline {
     /// The frozen policy of population member `id`, loaded once.
     fn member(&mut self, id: &str) -> anyhow::Result<&Policy> {
         if !self.members.contains_key(id) {
-            let dir = self.population.checkpoint_dir(id)?;
+            let dir = self.league.population().checkpoint_dir(id)?;
             let policy = models::load_dir(&dir, &self.settings.models_dir, false, &self.device)?;
             self.members.insert(id.to_string(), policy);
         }
@@ -226,7 +232,7 @@ impl Pipeline {
             .with_context(|| format!("population member {id} could not be loaded"))
     }
 
-    fn log(&self, record: serde_json::Value) -> anyhow::Result<()> {
+    fn log(&self, record: Record) -> anyhow::Result<()> {
         self.dir.log_metrics(&record)
     }
 }
@@ -260,7 +266,7 @@ impl Pipeline {
         std::fs::write(self.dir.report(), report.to_html())
             .with_context(|| format!("cannot write {}", self.dir.report().display()))?;
         self.state.finished = true;
-        self.dir.write_state(&self.state)?;
+        self.dir.write_progress(&self.state)?;
         Ok(Summary {
             run_dir: self.dir.root().to_path_buf(),
             report: self.dir.report(),

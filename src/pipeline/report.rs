@@ -1,36 +1,53 @@
-//! The run's `report.html`, built from `metrics.jsonl` and the final evaluation.
+//! The run's `report.html`, built from the typed records of `metrics.jsonl` and the final
+//! evaluation.
 
-use serde_json::Value;
+use arlas_actor::EvalRates;
 
 use super::Pipeline;
 use super::evaluation::FinalEvaluation;
+use super::records::{Eval, Iteration, Record};
 use crate::report::{Report, Series, WinRateRow};
 
-fn get(v: &Value, path: &[&str]) -> Option<f64> {
-    path.iter().try_fold(v, |v, k| v.get(k))?.as_f64()
-}
-
-fn series(records: &[Value], kind: &str, name: &str, path: &[&str]) -> Series {
-    let points = records
-        .iter()
-        .filter(|r| r.get("kind").and_then(Value::as_str) == Some(kind))
-        .filter_map(|r| Some((get(r, &["iteration"])?, get(r, path)?)))
-        .collect();
+/// A series of `(iteration, value)` points read off the records `value` accepts.
+fn series<'a>(
+    records: &'a [Record],
+    name: &str,
+    value: impl Fn(&'a Record) -> Option<(u32, f64)>,
+) -> Series {
     Series {
         name: name.to_string(),
-        points,
+        points: records
+            .iter()
+            .filter_map(value)
+            .map(|(i, v)| (f64::from(i), v))
+            .collect(),
     }
 }
 
-/// Builds the report of the run in `p`.
-pub(super) fn build(p: &Pipeline, evaluation: &FinalEvaluation) -> anyhow::Result<Report> {
-    let records = p.dir.read_metrics()?;
+/// A rate of the held-out evaluations.
+fn eval_series(records: &[Record], name: &str, rate: impl Fn(&Eval) -> Option<f64>) -> Series {
+    series(records, name, |r| match r {
+        Record::Eval(e) => Some((e.iteration, rate(e)?)),
+        _ => None,
+    })
+}
+
+/// A rate of one training phase of each iteration.
+fn phase_series(
+    records: &[Record],
+    name: &str,
+    phase: impl Fn(&Iteration) -> Option<&EvalRates>,
+    rate: impl Fn(&EvalRates) -> f64,
+) -> Series {
+    series(records, name, |r| match r {
+        Record::Iteration(i) => Some((i.iteration, rate(phase(i)?))),
+        _ => None,
+    })
+}
+
+fn facts(p: &Pipeline) -> Vec<(String, String)> {
     let s = &p.settings;
-    let mut report = Report {
-        title: format!("ARLAS run {}", p.dir.root().display()),
-        ..Report::default()
-    };
-    report.facts = vec![
+    vec![
         ("model".into(), s.model.clone()),
         ("seed".into(), s.seed.to_string()),
         ("iterations".into(), s.iterations.to_string()),
@@ -42,9 +59,12 @@ pub(super) fn build(p: &Pipeline, evaluation: &FinalEvaluation) -> anyhow::Resul
             "opponents".into(),
             format!("{} / {}", s.opponents, s.opponent_sampling),
         ),
-        ("population".into(), p.population.len().to_string()),
-    ];
-    report.tables.push((
+        ("population".into(), p.league.population().len().to_string()),
+    ]
+}
+
+fn before_after_table(evaluation: &FinalEvaluation) -> (String, Vec<String>, Vec<Vec<String>>) {
+    (
         "Warm-up agent vs trained agent (held-out tasks)".into(),
         vec!["metric".into(), "warm-up".into(), "trained".into()],
         evaluation
@@ -58,94 +78,22 @@ pub(super) fn build(p: &Pipeline, evaluation: &FinalEvaluation) -> anyhow::Resul
                 ]
             })
             .collect(),
-    ));
-    report.charts.push((
-        "Held-out evaluation".into(),
-        "rate".into(),
-        vec![
-            series(
-                &records,
-                "eval",
-                "TSR (no attack)",
-                &["report", "task_success_rate"],
-            ),
-            series(
-                &records,
-                "eval",
-                "ASR (templates)",
-                &["report", "by_attacker", "templates", "attack_success_rate"],
-            ),
-            series(
-                &records,
-                "eval",
-                "ASR (all attackers)",
-                &["report", "attack_success_rate"],
-            ),
-        ],
-    ));
-    report.charts.push((
-        "Training rewards".into(),
-        "mean reward".into(),
-        vec![
-            series(
-                &records,
-                "iteration",
-                "agent (vs population)",
-                &["agent_phase", "mean_agent_reward"],
-            ),
-            series(
-                &records,
-                "iteration",
-                "attacker (vs current agent)",
-                &["attacker_phase", "mean_attacker_reward"],
-            ),
-        ],
-    ));
-    report.charts.push((
-        "Training rates".into(),
-        "rate".into(),
-        vec![
-            series(
-                &records,
-                "iteration",
-                "TSR, agent phase",
-                &["agent_phase", "task_success_rate"],
-            ),
-            series(
-                &records,
-                "iteration",
-                "ASR, agent phase",
-                &["agent_phase", "attack_success_rate"],
-            ),
-            series(
-                &records,
-                "iteration",
-                "ASR, attacker phase",
-                &["attacker_phase", "attack_success_rate"],
-            ),
-        ],
-    ));
-    report.win_rates = evaluation
-        .trained
-        .by_attacker
-        .iter()
-        .map(|(name, r)| WinRateRow {
-            attacker: name.clone(),
-            games: r.episodes as u64,
-            attack_success_rate: r.attack_success_rate,
-            task_success_rate: r.task_success_rate,
-        })
-        .collect();
-    report.tables.push((
+    )
+}
+
+fn diversity_table(evaluation: &FinalEvaluation) -> (String, Vec<String>, Vec<Vec<String>>) {
+    (
         "Attack diversity (injections written in the final evaluation)".into(),
-        vec![
-            "attackers".into(),
-            "injections".into(),
-            "distinct-1".into(),
-            "distinct-2".into(),
-            "distinct-3".into(),
-            "self-similarity".into(),
-        ],
+        [
+            "attackers",
+            "injections",
+            "distinct-1",
+            "distinct-2",
+            "distinct-3",
+            "self-similarity",
+        ]
+        .map(String::from)
+        .to_vec(),
         evaluation
             .diversity
             .iter()
@@ -160,6 +108,93 @@ pub(super) fn build(p: &Pipeline, evaluation: &FinalEvaluation) -> anyhow::Resul
                 ]
             })
             .collect(),
-    ));
-    Ok(report)
+    )
+}
+
+fn charts(records: &[Record]) -> Vec<(String, String, Vec<Series>)> {
+    let templates = |e: &Eval| {
+        e.report
+            .by_attacker
+            .get("templates")
+            .map(|r| r.attack_success_rate)
+    };
+    vec![
+        (
+            "Held-out evaluation".into(),
+            "rate".into(),
+            vec![
+                eval_series(records, "TSR (no attack)", |e| {
+                    Some(e.report.task_success_rate)
+                }),
+                eval_series(records, "ASR (templates)", templates),
+                eval_series(records, "ASR (all attackers)", |e| {
+                    Some(e.report.attack_success_rate)
+                }),
+            ],
+        ),
+        (
+            "Training rewards".into(),
+            "mean reward".into(),
+            vec![
+                phase_series(
+                    records,
+                    "agent (vs population)",
+                    |i| i.agent_phase.as_ref(),
+                    |r| r.mean_agent_reward,
+                ),
+                phase_series(
+                    records,
+                    "attacker (vs current agent)",
+                    |i| i.attacker_phase.as_ref(),
+                    |r| r.mean_attacker_reward,
+                ),
+            ],
+        ),
+        (
+            "Training rates".into(),
+            "rate".into(),
+            vec![
+                phase_series(
+                    records,
+                    "TSR, agent phase",
+                    |i| i.agent_phase.as_ref(),
+                    |r| r.task_success_rate,
+                ),
+                phase_series(
+                    records,
+                    "ASR, agent phase",
+                    |i| i.agent_phase.as_ref(),
+                    |r| r.attack_success_rate,
+                ),
+                phase_series(
+                    records,
+                    "ASR, attacker phase",
+                    |i| i.attacker_phase.as_ref(),
+                    |r| r.attack_success_rate,
+                ),
+            ],
+        ),
+    ]
+}
+
+/// Builds the report of the run in `p`.
+pub(super) fn build(p: &Pipeline, evaluation: &FinalEvaluation) -> anyhow::Result<Report> {
+    let records = p.dir.read_metrics()?;
+    Ok(Report {
+        title: format!("ARLAS run {}", p.dir.root().display()),
+        facts: facts(p),
+        tables: vec![before_after_table(evaluation), diversity_table(evaluation)],
+        charts: charts(&records),
+        win_rates: evaluation
+            .trained
+            .by_attacker
+            .iter()
+            .map(|(name, r)| WinRateRow {
+                attacker: name.clone(),
+                games: r.episodes as u64,
+                attack_success_rate: r.attack_success_rate,
+                task_success_rate: r.task_success_rate,
+            })
+            .collect(),
+    })
 }

@@ -4,7 +4,7 @@
 //! DIR/config.json        the settings (Settings)
 //! DIR/versions.json      arlas and dependency versions, command line, start time
 //! DIR/state.json         progress: the commit point of every iteration
-//! DIR/metrics.jsonl      one JSON object per warm-up step, update, iteration and evaluation
+//! DIR/metrics.jsonl      one record per warm-up step, update, iteration and evaluation
 //! DIR/payoff.json        agent version × attacker: games and attacker wins
 //! DIR/population/        frozen attacker checkpoints (arlas-coordinator's Population)
 //! DIR/agent/warmup       model directories (checkpoints with optimizer state) that
@@ -26,9 +26,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-/// Progress of a run.
+use super::records::Record;
+
+/// Progress of a run (`state.json`): the commit point of the warm-up and every iteration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RunState {
+pub struct RunProgress {
     pub warmup_done: bool,
     pub iterations_done: u32,
     pub agent_version: u64,
@@ -88,7 +90,7 @@ impl RunDir {
         self.config().is_file()
     }
 
-    pub fn read_state(&self) -> anyhow::Result<RunState> {
+    pub fn read_progress(&self) -> anyhow::Result<RunProgress> {
         let path = self.path("state.json");
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
@@ -97,18 +99,18 @@ impl RunDir {
                     path.display()
                 )
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RunState::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RunProgress::default()),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
     }
 
     /// Commits progress: written to a temporary file and renamed.
-    pub fn write_state(&self, state: &RunState) -> anyhow::Result<()> {
+    pub fn write_progress(&self, state: &RunProgress) -> anyhow::Result<()> {
         write_json(&self.path("state.json"), state)
     }
 
-    /// Appends one JSON object to `metrics.jsonl`.
-    pub fn log_metrics(&self, record: &serde_json::Value) -> anyhow::Result<()> {
+    /// Appends one record to `metrics.jsonl`.
+    pub fn log_metrics(&self, record: &Record) -> anyhow::Result<()> {
         let path = self.metrics();
         let mut file = fs::OpenOptions::new()
             .create(true)
@@ -122,7 +124,7 @@ impl RunDir {
     }
 
     /// Every record of `metrics.jsonl` (malformed lines, e.g. one cut by a crash, are skipped).
-    pub fn read_metrics(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+    pub fn read_metrics(&self) -> anyhow::Result<Vec<Record>> {
         let path = self.metrics();
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
@@ -137,14 +139,10 @@ impl RunDir {
 
     /// Drops metrics written by an iteration that was never committed.
     pub fn rollback_metrics(&self, iterations_done: u32) -> anyhow::Result<()> {
-        let kept: Vec<serde_json::Value> = self
+        let kept: Vec<Record> = self
             .read_metrics()?
             .into_iter()
-            .filter(|r| {
-                r.get("iteration")
-                    .and_then(serde_json::Value::as_u64)
-                    .is_none_or(|i| i <= u64::from(iterations_done))
-            })
+            .filter(|r| r.iteration().is_none_or(|i| i <= iterations_done))
             .collect();
         let mut text = String::new();
         for r in &kept {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use arlas_actor::RolloutConfig;
-use arlas_coordinator::{OpponentPool, OpponentSampling};
+use arlas_coordinator::{OpponentPool, OpponentRule, OpponentSampling};
 use arlas_learner::{LearnerConfig, Player};
 use arlas_policy::TrainConfig;
 use serde::{Deserialize, Serialize};
@@ -135,6 +135,22 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The GRPO settings of `player`.
+    pub fn learner(&self, player: Player) -> &LearnerConfig {
+        match player {
+            Player::Agent => &self.agent,
+            Player::Attacker => &self.attacker,
+        }
+    }
+
+    /// The pipeline's rule for the agent's opponents.
+    pub fn opponent_rule(&self) -> OpponentRule {
+        OpponentRule {
+            pool: self.opponents,
+            sampling: self.opponent_sampling,
+        }
+    }
+
     /// Checks what the types cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(

@@ -4,8 +4,8 @@ use anyhow::Context as _;
 use arlas_actor::demos::{DemoConfig, demonstrations};
 use arlas_learner::{Learner, LearnerConfig, Player, StepMeans};
 use arlas_policy::{Policy, SftItem, Trainer};
-use serde_json::json;
 
+use super::records::{Demonstrations, Eval, Record, Stage, WarmupStep};
 use super::{Pipeline, evaluation, models};
 
 /// Warms both players up, saves `agent/warmup` and `attacker/warmup`, makes the warm-up
@@ -32,16 +32,15 @@ pub(super) fn run(p: &mut Pipeline) -> anyhow::Result<()> {
             game: s.rollout.game.clone(),
         },
     )?;
-    p.log(json!({
-        "kind": "demonstrations",
-        "episodes": s.warmup.episodes,
-        "naive_fraction": s.warmup.naive_fraction,
-        "agent_items": demos.agent.len(),
-        "attacker_items": demos.attacker.len(),
-        "agent_tokens": demos.agent.iter().map(|i| i.tokens.len()).sum::<usize>(),
-        "attacker_tokens": demos.attacker.iter().map(|i| i.tokens.len()).sum::<usize>(),
-        "leaked": demos.leaked,
-        "completed": demos.completed,
+    p.log(Record::Demonstrations(Demonstrations {
+        episodes: s.warmup.episodes,
+        naive_fraction: s.warmup.naive_fraction,
+        agent_items: demos.agent.len(),
+        attacker_items: demos.attacker.len(),
+        agent_tokens: demos.agent.iter().map(|i| i.tokens.len()).sum(),
+        attacker_tokens: demos.attacker.iter().map(|i| i.tokens.len()).sum(),
+        leaked: demos.leaked,
+        completed: demos.completed,
     }))?;
 
     let agent = imitate(
@@ -63,10 +62,13 @@ pub(super) fn run(p: &mut Pipeline) -> anyhow::Result<()> {
     agent.save(&agent_dir)?;
     let attacker_dir = p.dir.checkpoint("attacker", "warmup");
     attacker.save(&attacker_dir)?;
-    let id = p.population.next_id();
-    let staging = p.population.staging_dir(&id)?;
-    attacker.save(&staging)?;
-    p.population.commit(&id, 0, attacker.version())?;
+    let member = p.league.stage_member()?;
+    attacker.save(&member.dir)?;
+    let id = p
+        .league
+        .commit_member(member, 0, attacker.version())?
+        .id
+        .clone();
 
     p.progress.phase("evaluating the warm-up agent");
     let report = evaluation::quick(
@@ -75,7 +77,11 @@ pub(super) fn run(p: &mut Pipeline) -> anyhow::Result<()> {
         agent.version(),
         Some((attacker.policy(), &id)),
     )?;
-    p.log(json!({"kind": "eval", "iteration": 0, "stage": "warmup", "report": report}))?;
+    p.log(Record::Eval(Eval {
+        iteration: 0,
+        stage: Stage::Warmup,
+        report: report.clone(),
+    }))?;
     p.progress.eval(0, &report);
 
     p.state.warmup_done = true;
@@ -83,8 +89,8 @@ pub(super) fn run(p: &mut Pipeline) -> anyhow::Result<()> {
     p.state.attacker_version = attacker.version();
     p.state.agent_checkpoint = Some("agent/warmup".to_string());
     p.state.attacker_checkpoint = Some("attacker/warmup".to_string());
-    super::run_dir::write_json(&p.dir.path("payoff.json"), &p.payoff)?;
-    p.dir.write_state(&p.state)
+    p.league.save_payoff()?;
+    p.dir.write_progress(&p.state)
 }
 
 /// One player's imitation: `epochs` passes over its demonstrations (none when it starts
@@ -121,9 +127,13 @@ fn imitate(
         let steps = learner.imitate(items, seed, |i, _, stats| {
             progress.step(stats.loss);
             let step = epoch * steps_per_epoch + i;
-            if let Err(e) = dir.log_metrics(&json!({
-                "kind": "warmup", "player": player, "epoch": epoch, "step": step, "stats": stats,
-            })) {
+            let record = Record::Warmup(WarmupStep {
+                player,
+                epoch,
+                step,
+                stats: *stats,
+            });
+            if let Err(e) = dir.log_metrics(&record) {
                 log_error.get_or_insert(e);
             }
         })?;

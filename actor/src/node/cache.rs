@@ -19,9 +19,9 @@
 
 use std::path::{Path, PathBuf};
 
-use arlas_coordinator::content::hash_file;
-use arlas_coordinator::service::archive;
-use arlas_coordinator::service::{BlobId, BlobRef, CoordinatorClient};
+use arlas_client::CoordinatorClient;
+use arlas_core::{BlobId, BlobRef, archive, hash_file};
+use arlas_runtime::blocking;
 
 use crate::error::{Error, Result, io};
 
@@ -231,19 +231,6 @@ fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(io(dir))
-}
-
-/// Runs `f` on tokio's blocking pool.
-pub(crate) async fn blocking<T: Send + 'static>(
-    what: &str,
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Task {
-            what: what.to_string(),
-            reason: e.to_string(),
-        })?
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arlas_coordinator::service::{BlobRef, Member, Player, PolicyVersion};
+use arlas_core::{BlobRef, Member, PerPlayer, Player, PolicyVersion};
 use arlas_policy::Policy;
 
 /// A policy and where it came from.
@@ -18,16 +18,14 @@ pub struct Loaded<P> {
 /// The loaded policies, keyed by player (current versions) and member id (population).
 #[derive(Debug)]
 pub struct Policies<P = Policy> {
-    agent: Option<Loaded<P>>,
-    attacker: Option<Loaded<P>>,
+    current: PerPlayer<Option<Loaded<P>>>,
     members: BTreeMap<String, Loaded<P>>,
 }
 
 impl<P> Default for Policies<P> {
     fn default() -> Self {
         Self {
-            agent: None,
-            attacker: None,
+            current: PerPlayer::new(None, None),
             members: BTreeMap::new(),
         }
     }
@@ -36,10 +34,7 @@ impl<P> Default for Policies<P> {
 impl<P> Policies<P> {
     /// The loaded current policy of `player`.
     pub fn current(&self, player: Player) -> Option<&Loaded<P>> {
-        match player {
-            Player::Agent => self.agent.as_ref(),
-            Player::Attacker => self.attacker.as_ref(),
-        }
+        self.current[player].as_ref()
     }
 
     /// The version of `player` loaded now (0: none).
@@ -59,11 +54,7 @@ impl<P> Policies<P> {
 
     /// Replaces `player`'s current policy, returning the one it replaces.
     pub fn install(&mut self, player: Player, loaded: Loaded<P>) -> Option<Loaded<P>> {
-        let slot = match player {
-            Player::Agent => &mut self.agent,
-            Player::Attacker => &mut self.attacker,
-        };
-        slot.replace(loaded)
+        self.current[player].replace(loaded)
     }
 
     /// The population member `id`, if loaded.
@@ -102,9 +93,10 @@ impl<P> Policies<P> {
 
     /// The checkpoints of everything loaded (current policies and members).
     pub fn checkpoints(&self) -> Vec<&BlobRef> {
-        self.agent
+        self.current
+            .agent
             .iter()
-            .chain(self.attacker.iter())
+            .chain(self.current.attacker.iter())
             .chain(self.members.values())
             .map(|l| &l.checkpoint)
             .collect()
@@ -116,10 +108,20 @@ impl<P> Policies<P> {
     }
 }
 
+impl crate::round::RoundPolicies for Policies<Policy> {
+    fn current(&self, player: Player) -> Option<(&Policy, u64)> {
+        Policies::current(self, player).map(|l| (&l.policy, l.version))
+    }
+
+    fn member(&self, id: &str) -> Option<(&Policy, u64)> {
+        Policies::member(self, id).map(|l| (&l.policy, l.version))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arlas_coordinator::service::BlobId;
+    use arlas_core::BlobId;
 
     fn blob(c: char) -> BlobRef {
         BlobRef {

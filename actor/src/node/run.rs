@@ -8,7 +8,10 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use arlas_coordinator::service::{BlobRef, CoordinatorClient, LeaseId, Member, Player, RunView};
+use arlas_client::CoordinatorClient;
+use arlas_client::learner::{Link, LinkConfig, LinkStatus, link};
+
+use arlas_core::{BlobRef, LeaseId, Member, Player, RunView};
 use arlas_policy::{Device, LoadOptions, ModelSpec, Policy};
 use arlas_proto::v1;
 use arlas_runtime::auth::Token;
@@ -18,15 +21,16 @@ use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::cache::{CacheSource, CheckpointCache, blocking};
-use super::link::{self, Link, LinkConfig, LinkStatus};
-use super::planner::{RoundPlanner, RoundShape};
+use arlas_runtime::blocking;
+
+use super::cache::{CacheSource, CheckpointCache};
+use super::pending::PendingResults;
 use super::policies::{Loaded, Policies};
-use super::round::{PendingResults, RoundOutput, match_results, play_round};
-use super::session::{Announced, RunStates, follow_run, keep_lease};
+use super::session::{Announced, ViewFeed, follow_run, keep_lease};
 use super::stats::{Rolling, record_episodes};
 use crate::error::{Error, Result};
 use crate::rollout::RolloutConfig;
+use crate::round::{RoundOutput, RoundPlanner, RoundShape, play_round};
 
 /// Everything an actor node needs.
 #[derive(Debug, Clone)]
@@ -100,7 +104,7 @@ pub async fn run(
     .await?;
     let channel = arlas_runtime::client::connect_lazy(&config.coordinator)?;
     let client = CoordinatorClient::new(channel, config.token.as_ref());
-    let (states, views, learners) = RunStates::new();
+    let (states, views, learners) = ViewFeed::new();
     let (lease_tx, lease) = watch::channel(None::<LeaseId>);
     let lease_task = tokio::spawn(keep_lease(
         client.clone(),
@@ -125,12 +129,13 @@ pub async fn run(
         .collect();
 
     let mut node = Node {
-        planner: RoundPlanner::new(config.shape, config.seed, rand::rng().random())
+        planner: RoundPlanner::for_actor(config.shape, config.seed, rand::rng().random())
             .with_suites(config.rollout.game.suites.clone()),
         config,
         client: client.clone(),
         cache,
         policies: Some(Policies::default()),
+        rounds: 0,
         views,
         lease: lease.clone(),
         links,
@@ -184,6 +189,8 @@ struct Node {
     lease: watch::Receiver<Option<LeaseId>>,
     links: Vec<Link>,
     planner: RoundPlanner,
+    /// Rounds played so far by this process.
+    rounds: u64,
     rolling: Rolling,
     report: NodeReport,
     /// Payoff results not yet accepted by the coordinator.
@@ -198,10 +205,9 @@ impl Node {
     }
 
     fn policies(&mut self) -> Result<&mut Policies> {
-        self.policies.as_mut().ok_or_else(|| Error::Task {
-            what: "the round".into(),
-            reason: "it lost the policies".into(),
-        })
+        self.policies
+            .as_mut()
+            .ok_or_else(|| gone("the round's policies"))
     }
 
     async fn run_rounds(&mut self) -> Result<()> {
@@ -213,7 +219,7 @@ impl Node {
                     backoff.reset();
                     played
                 }
-                Err(e @ Error::Coordinator(_)) => {
+                Err(e @ Error::Client(_)) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, ?delay, "round not started; retrying");
                     tokio::time::sleep(delay).await;
@@ -244,8 +250,7 @@ impl Node {
             let current = self.views.borrow_and_update().clone();
             let lease = self.lease.borrow().clone();
             if let (Some(a), Some(lease)) = (current, lease)
-                && a.view.agent.version >= 1
-                && a.view.attacker.version >= 1
+                && Player::ALL.iter().all(|&p| a.view.version(p).version >= 1)
             {
                 return Ok((a, lease));
             }
@@ -283,7 +288,9 @@ impl Node {
         };
         self.load_members(&assigned).await?;
         self.prune_cache().await;
-        let plan = self.planner.plan(&assigned);
+        let ids: Vec<String> = assigned.iter().map(|m| m.id.clone()).collect();
+        self.rounds += 1;
+        let plan = self.planner.plan(self.rounds, &ids);
         let _ = self.ready.send(true);
 
         let policies = self.policies.take().ok_or_else(|| gone("the policies"))?;
@@ -294,9 +301,11 @@ impl Node {
             (policies, out)
         })
         .await
-        .map_err(|e| Error::Task {
-            what: "the round".into(),
-            reason: e.to_string(),
+        .map_err(|e| {
+            Error::from(arlas_runtime::Error::Task {
+                what: "the round".into(),
+                reason: e.to_string(),
+            })
         })?;
         self.policies = Some(joined.0);
         let out: RoundOutput = joined.1?;
@@ -309,7 +318,7 @@ impl Node {
         for t in &out.agent_phase {
             self.link(Player::Agent).send(v1::Trajectory::from(t));
         }
-        self.unreported.add(match_results(&out.agent_phase));
+        self.unreported.add(out.match_results());
         if !self.unreported.is_empty() {
             match self
                 .client
@@ -456,7 +465,7 @@ impl Node {
         let moved = |a: &Option<Announced>| {
             a.as_ref().is_some_and(|a| {
                 let v: &RunView = &a.view;
-                v.agent.version > agent && v.attacker.version > attacker
+                v.versions.agent.version > agent && v.versions.attacker.version > attacker
             })
         };
         self.views
@@ -468,8 +477,9 @@ impl Node {
 }
 
 fn gone(what: &str) -> Error {
-    Error::Task {
+    arlas_runtime::Error::Task {
         what: what.to_string(),
         reason: "it ended".into(),
     }
+    .into()
 }

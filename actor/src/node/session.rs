@@ -6,43 +6,36 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arlas_coordinator::Error as CoordinatorError;
-use arlas_coordinator::service::{
-    CoordinatorClient, LearnerInfo, LeaseId, Player, Registration, RunView,
-};
+use arlas_client::{CoordinatorClient, Error as ClientError};
+use arlas_core::{LearnerInfo, LeaseId, PerPlayer, Player, Registration, RunView};
 use arlas_runtime::backoff::Backoff;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
 
-/// The run state and when its current versions were first announced to this actor.
+/// The run view and when its current versions were first announced to this actor.
 #[derive(Debug, Clone)]
 pub struct Announced {
     pub view: RunView,
-    /// When the current agent version was first seen.
-    pub agent_seen: Instant,
-    /// When the current attacker version was first seen.
-    pub attacker_seen: Instant,
+    /// When each player's current version was first seen.
+    pub seen: PerPlayer<Instant>,
 }
 
 impl Announced {
     /// When `player`'s current version was first seen.
     pub fn seen(&self, player: Player) -> Instant {
-        match player {
-            Player::Agent => self.agent_seen,
-            Player::Attacker => self.attacker_seen,
-        }
+        self.seen[player]
     }
 }
 
-/// Publishes newer run states (by revision) from the heartbeat and watch tasks.
+/// Publishes newer run views (by revision) from the heartbeat and watch tasks.
 #[derive(Debug, Clone)]
-pub struct RunStates {
+pub struct ViewFeed {
     tx: Arc<watch::Sender<Option<Announced>>>,
     learners: Arc<watch::Sender<Vec<LearnerInfo>>>,
 }
 
-impl RunStates {
+impl ViewFeed {
     pub fn new() -> (
         Self,
         watch::Receiver<Option<Announced>>,
@@ -67,11 +60,10 @@ impl RunStates {
         self.tx.send_if_modified(|held| match held {
             Some(old) if old.view.revision >= view.revision => false,
             Some(old) => {
-                if old.view.agent.version != view.agent.version {
-                    old.agent_seen = now;
-                }
-                if old.view.attacker.version != view.attacker.version {
-                    old.attacker_seen = now;
+                for player in Player::ALL {
+                    if old.view.version(player).version != view.version(player).version {
+                        old.seen[player] = now;
+                    }
                 }
                 if old.view.learners != view.learners {
                     learners = Some(view.learners.clone());
@@ -83,8 +75,7 @@ impl RunStates {
                 learners = Some(view.learners.clone());
                 *held = Some(Announced {
                     view,
-                    agent_seen: now,
-                    attacker_seen: now,
+                    seen: PerPlayer::new(now, now),
                 });
                 true
             }
@@ -95,14 +86,8 @@ impl RunStates {
     }
 }
 
-fn not_found(e: &CoordinatorError) -> bool {
-    matches!(
-        e,
-        CoordinatorError::Rpc {
-            code: tonic::Code::NotFound,
-            ..
-        }
-    )
+fn not_found(e: &ClientError) -> bool {
+    e.code() == Some(tonic::Code::NotFound)
 }
 
 /// Keeps a lease for `name` and publishes it (None while registering).
@@ -110,7 +95,7 @@ pub async fn keep_lease(
     mut client: CoordinatorClient,
     name: String,
     lease_tx: watch::Sender<Option<LeaseId>>,
-    states: RunStates,
+    states: ViewFeed,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
@@ -154,7 +139,7 @@ pub async fn keep_lease(
 }
 
 /// Follows `Watch`, re-opening it with backoff whenever it ends.
-pub async fn follow_run(mut client: CoordinatorClient, states: RunStates) {
+pub async fn follow_run(mut client: CoordinatorClient, states: ViewFeed) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         match client.watch().await {

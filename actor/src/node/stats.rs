@@ -2,11 +2,9 @@
 
 use std::collections::VecDeque;
 
-use arlas_coordinator::service::Player;
+use arlas_core::{Player, Trajectory};
 use arlas_game::Outcome;
 use arlas_runtime::metrics as names;
-
-use crate::trajectory::Trajectory;
 
 /// Episodes the rolling gauges average over.
 pub const WINDOW: usize = 256;

@@ -20,9 +20,8 @@ use arlas_proto::limits::MAX_CHUNK_BYTES;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-use super::ids::BlobId;
-use super::types::BlobRef;
-use crate::content::hash_file;
+use arlas_core::{BlobId, BlobRef, hash_file};
+
 use crate::error::{Error, Result, io};
 
 const INCOMING: &str = ".incoming";

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use super::ids::BlobId;
-use super::types::BlobRef;
+use arlas_core::{BlobId, BlobRef};
+
 use crate::error::{Error, Result};
 
 /// Blobs whose digests are kept; past this the cache starts over (entries are ~32 bytes per

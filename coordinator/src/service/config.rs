@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::opponents::{OpponentPool, OpponentSampling};
+use crate::league::{OpponentPool, OpponentSampling};
 
 /// How the coordinator's state behaves.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! The thin tonic adapter: decode and validate at the edge ([`super::convert`]), ask the
+//! The thin tonic adapter: decode and validate at the edge (`arlas_core::wire`), ask the
 //! owner ([`CoordinatorHandle`]), map errors in one place ([`super::status`]). Byte work
 //! (hashing, disk) runs on the blocking pool.
 
@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use arlas_proto::limits::MAX_CHUNK_BYTES;
 use arlas_proto::v1;
 use arlas_proto::v1::publish_checkpoint_request::Kind;
+use arlas_runtime::blocking;
 use arlas_runtime::metrics as names;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
@@ -18,16 +19,16 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::blobs::BlobWriter;
 use super::chunk_digests::{ChunkDigests, Digests};
-use super::convert::{
+use super::owner::CoordinatorHandle;
+use super::state::PublishCheck;
+use super::status::to_status;
+use crate::error::Error;
+use arlas_core::wire::{
     blob_id_from_wire, lease_from_wire, member_to_wire, opponent_count_from_wire,
     publish_header_from_wire, published_to_wire, registration_from_wire, results_from_wire,
     run_view_to_wire,
 };
-use super::owner::CoordinatorHandle;
-use super::state::PublishCheck;
-use super::status::to_status;
-use super::types::{BlobRef, PublishHeader};
-use crate::error::Error;
+use arlas_core::{BlobRef, PublishHeader};
 
 /// Chunks buffered per download before the sender waits for the client.
 const FETCH_BUFFER: usize = 4;
@@ -65,15 +66,6 @@ fn stream_status(status: Status) -> Status {
     } else {
         status
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Status::internal(format!("blocking task failed: {e}")))?
-        .map_err(to_status)
 }
 
 #[tonic::async_trait]
@@ -191,7 +183,11 @@ impl v1::coordinator_server::Coordinator for CoordinatorService {
         }
         let writer = self.receive_chunks(&header, &mut stream).await?;
         let mut staged = match writer {
-            Some(writer) => Some(blocking(move || writer.finish()).await?),
+            Some(writer) => Some(
+                blocking("finishing an upload", move || writer.finish())
+                    .await
+                    .map_err(to_status)?,
+            ),
             None => None,
         };
         // Before the version is announced, so that the actors' first downloads find them.
@@ -293,11 +289,12 @@ impl CoordinatorService {
             metrics::counter!(names::CHECKPOINT_BYTES_TOTAL, "direction" => "received")
                 .increment(bytes.len() as u64);
             writer = Some(
-                blocking(move || {
+                blocking("writing an upload", move || {
                     w.write(&bytes)?;
-                    Ok(w)
+                    Ok::<_, Error>(w)
                 })
-                .await?,
+                .await
+                .map_err(to_status)?,
             );
         }
         Ok(writer)
@@ -315,7 +312,7 @@ async fn send_blob(
     digests: Digests,
     tx: mpsc::Sender<Result<v1::CheckpointChunk, Status>>,
 ) {
-    let opened = blocking({
+    let opened = blocking("opening a checkpoint blob", {
         let path = path.clone();
         move || {
             let mut file = File::open(&path).map_err(|e| match e.kind() {
@@ -327,10 +324,11 @@ async fn send_blob(
             })?;
             file.seek(SeekFrom::Start(offset))
                 .map_err(|source| Error::Io { path, source })?;
-            Ok(file)
+            Ok::<_, Error>(file)
         }
     })
-    .await;
+    .await
+    .map_err(to_status);
     let mut file = match opened {
         Ok(file) => file,
         Err(status) => {
@@ -349,14 +347,15 @@ async fn send_blob(
             .flatten()
             .and_then(|i| digests.get(i))
             .map(|d| d.to_vec());
-        let read = blocking(move || {
+        let read = blocking("reading a checkpoint blob", move || {
             let mut data = vec![0u8; want];
             file.read_exact(&mut data)
                 .map_err(|source| Error::Io { path, source })?;
             let digest = known.unwrap_or_else(|| Sha256::digest(&data).to_vec());
-            Ok((file, data, digest))
+            Ok::<_, Error>((file, data, digest))
         })
-        .await;
+        .await
+        .map_err(to_status);
         let (f, data, digest) = match read {
             Ok(read) => read,
             Err(status) => {

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::ids::LeaseId;
-use super::types::{LearnerInfo, Registration, Role};
+use arlas_core::{LearnerInfo, LeaseId, Registration, Role};
+
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -126,7 +126,7 @@ impl Leases {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::types::Player;
+    use arlas_core::Player;
 
     fn actor() -> Registration {
         Registration::Actor { name: "a".into() }

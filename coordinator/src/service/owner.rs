@@ -13,22 +13,15 @@ use metrics::gauge;
 use tokio::sync::{oneshot, watch};
 
 use super::blobs::{BlobWriter, StagedBlob};
-use super::ids::{BlobId, LeaseId};
 use super::state::{CoordinatorState, PublishCheck};
-use super::types::{
-    BlobRef, MatchResult, Member, Player, PublishHeader, Published, Registration, Role, RunView,
-};
 use crate::error::{Error, Result};
+use arlas_core::{
+    BlobId, BlobRef, Lease, LeaseId, MatchResult, Member, Player, PublishHeader, Published,
+    Registration, Role, RunView,
+};
 use arlas_runtime::metrics as names;
 
 type Reply<T> = oneshot::Sender<Result<T>>;
-
-/// A granted lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    pub id: LeaseId,
-    pub ttl: Duration,
-}
 
 enum Command {
     Register(Registration, Reply<(Lease, RunView)>),

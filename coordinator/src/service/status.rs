@@ -9,17 +9,15 @@ use crate::error::Error;
 /// troubles are UNAVAILABLE or INTERNAL (details logged, not sent).
 pub fn code(e: &Error) -> Code {
     match e {
-        Error::Invalid { .. }
-        | Error::InvalidId(_)
-        | Error::UploadMismatch { .. }
-        | Error::Archive(_) => Code::InvalidArgument,
+        Error::Core(e) if e.is_invalid_input() => Code::InvalidArgument,
+        Error::InvalidId(_) | Error::UploadMismatch { .. } => Code::InvalidArgument,
         Error::UnknownBlob(_) | Error::UnknownLease(_) | Error::UnknownMember(_) => Code::NotFound,
         Error::WrongRole { .. } => Code::PermissionDenied,
         Error::StaleVersion { .. } => Code::FailedPrecondition,
         Error::VersionConflict { .. } | Error::DuplicateMember(_) => Code::AlreadyExists,
         Error::ShuttingDown => Code::Unavailable,
-        Error::Rpc { code, .. } => *code,
-        Error::Io { .. }
+        Error::Core(_)
+        | Error::Io { .. }
         | Error::Registry { .. }
         | Error::HashMismatch { .. }
         | Error::BlobTruncated { .. }
@@ -27,13 +25,13 @@ pub fn code(e: &Error) -> Code {
         | Error::RunState { .. }
         | Error::Inconsistent(_)
         | Error::Serve { .. }
-        | Error::Runtime(_)
-        | Error::ChunkCorrupted { .. } => Code::Internal,
+        | Error::Runtime(_) => Code::Internal,
     }
 }
 
 /// The status sent for `e`. Internal errors keep their details in the log only.
-pub fn to_status(e: Error) -> Status {
+pub fn to_status(e: impl Into<Error>) -> Status {
+    let e = e.into();
     let code = code(&e);
     if code == Code::Internal {
         tracing::error!(error = %e, "internal error");

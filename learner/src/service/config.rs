@@ -6,7 +6,7 @@ use std::time::Duration;
 use arlas_policy::{Device, LoadOptions, ModelSpec};
 use arlas_runtime::auth::Token;
 
-use crate::groups::Player;
+use crate::Player;
 use crate::learner::LearnerConfig;
 
 /// Default of [`ServiceConfig::queue_capacity`].

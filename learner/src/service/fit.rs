@@ -2,10 +2,10 @@
 //! sequences inside its context, nothing the trainer would refuse. Checked at the edge, so
 //! one bad trajectory is dropped as INVALID instead of failing a whole update.
 
-use arlas_actor::{Segment, Trajectory};
+use arlas_core::{Segment, Trajectory};
 use arlas_policy::LlamaConfig;
 
-use crate::groups::Player;
+use crate::Player;
 
 /// The model's bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,10 @@
 //! The thin tonic adapter of `arlas.v1.Learner`: validate each request at the edge
-//! (`arlas_actor::Trajectory::try_from`), hand it to the intake owner, stream its
+//! (`arlas_core::Trajectory::try_from`), hand it to the intake owner, stream its
 //! acknowledgements back.
 
-use arlas_actor::Trajectory;
-use arlas_coordinator::service::PolicyVersion;
-use arlas_coordinator::service::convert::{player_to_wire, version_to_wire};
+use arlas_core::Trajectory;
+use arlas_core::wire::learner_status_to_wire;
+use arlas_core::{LearnerStatus, PolicyVersion};
 use arlas_proto::v1;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
@@ -14,9 +14,8 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::fit::ModelFit;
 use super::journal::encode_record;
-use super::link::wire_player;
 use super::owner::{Command, OwnerHandle, Submission};
-use crate::groups::Player;
+use crate::Player;
 
 /// Acknowledgements buffered per stream; a client that lets more pile up is cut off.
 const ACK_BUFFER: usize = 4096;
@@ -155,10 +154,10 @@ impl v1::learner_server::Learner for LearnerService {
         let published = self.published.borrow().clone();
         let checkpoint = published
             .filter(|p| p.version == status.version)
-            .and_then(|p| version_to_wire(&p).checkpoint);
-        Ok(Response::new(v1::LearnerStatus {
-            versions: vec![v1::PolicyVersion {
-                player: version_player(self.player).into(),
+            .and_then(|p| p.checkpoint);
+        Ok(Response::new(learner_status_to_wire(&LearnerStatus {
+            versions: vec![PolicyVersion {
+                player: self.player,
                 version: status.version,
                 checkpoint,
             }],
@@ -167,12 +166,8 @@ impl v1::learner_server::Learner for LearnerService {
             max_staleness: status.max_staleness,
             accepted_total: status.accepted_total,
             trained_total: status.trained_total,
-        }))
+        })))
     }
-}
-
-fn version_player(player: Player) -> v1::Player {
-    player_to_wire(wire_player(player))
 }
 
 #[cfg(test)]

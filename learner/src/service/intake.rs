@@ -13,10 +13,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use arlas_actor::Trajectory;
+use arlas_core::Trajectory;
 
 use super::dedupe::{Dedupe, Watermarked};
-use crate::groups::Player;
+use crate::Player;
 
 /// An open `SubmitTrajectories` stream.
 pub type StreamId = u64;
@@ -184,16 +184,9 @@ impl Intake {
         self.use_credit(stream);
     }
 
-    fn produced_version(&self, t: &Trajectory) -> u64 {
-        match self.config.player {
-            Player::Agent => t.agent_version,
-            Player::Attacker => t.attacker_version,
-        }
-    }
-
     /// The learner version minus the version that played `t` for this learner's player.
     pub fn staleness(&self, t: &Trajectory) -> u64 {
-        self.version.saturating_sub(self.produced_version(t))
+        self.version.saturating_sub(t.version(self.config.player))
     }
 
     /// Decides a valid trajectory. Accepted ones wait in the pending group until
@@ -215,7 +208,7 @@ impl Intake {
             return Verdict::Stale(format!(
                 "played by {} version {}, {lag} versions behind the learner's {} (max staleness {})",
                 self.config.player,
-                self.produced_version(&trajectory),
+                trajectory.version(self.config.player),
                 self.version,
                 self.config.max_staleness
             ));

@@ -5,25 +5,15 @@
 
 use std::time::{Duration, Instant};
 
-use arlas_coordinator::Error as CoordinatorError;
-use arlas_coordinator::service::{
-    CoordinatorClient, LeaseId, Player as WirePlayer, PolicyVersion, PublishHeader, Registration,
-};
+use arlas_client::{CoordinatorClient, Error as ClientError};
+use arlas_core::{LeaseId, PolicyVersion, PublishHeader, Registration};
 use arlas_runtime::auth::Token;
 use arlas_runtime::backoff::Backoff;
 use tokio::sync::watch;
 
 use super::trainer::Export;
+use crate::Player;
 use crate::error::Result;
-use crate::groups::Player;
-
-/// The coordinator's view of this learner's player.
-pub fn wire_player(player: Player) -> WirePlayer {
-    match player {
-        Player::Agent => WirePlayer::Agent,
-        Player::Attacker => WirePlayer::Attacker,
-    }
-}
 
 /// Who the learner is to the coordinator.
 #[derive(Debug, Clone)]
@@ -36,8 +26,8 @@ pub struct LinkConfig {
     pub player: Player,
 }
 
-fn not_found(e: &CoordinatorError) -> bool {
-    matches!(e, CoordinatorError::Rpc { code, .. } if *code == tonic::Code::NotFound)
+fn not_found(e: &ClientError) -> bool {
+    e.code() == Some(tonic::Code::NotFound)
 }
 
 /// Runs until `stop` turns true, then deregisters.
@@ -49,7 +39,7 @@ pub async fn run(
 ) -> Result<()> {
     let channel = arlas_runtime::client::connect_lazy(&config.coordinator)?;
     let mut client = CoordinatorClient::new(channel, config.token.as_ref());
-    let player = wire_player(config.player);
+    let player = config.player;
     let registration = Registration::Learner {
         name: config.name.clone(),
         url: config.url.clone(),
@@ -140,9 +130,9 @@ pub async fn run(
 async fn publish(
     client: &mut CoordinatorClient,
     lease: &LeaseId,
-    player: WirePlayer,
+    player: Player,
     export: &Export,
-) -> std::result::Result<PolicyVersion, CoordinatorError> {
+) -> std::result::Result<PolicyVersion, ClientError> {
     let run = client.run_state().await?;
     let current = run.version(player);
     if current.version >= export.version {
@@ -160,7 +150,7 @@ async fn publish(
         player,
         version: export.version,
         checkpoint: export.checkpoint.clone(),
-        join_population: player == WirePlayer::Attacker,
+        join_population: player == Player::Attacker,
         iteration: u32::try_from(export.version).unwrap_or(u32::MAX),
     };
     let published = client.publish_file(&header, &export.blob).await?;

@@ -38,7 +38,7 @@ pub use server::{Listeners, run};
 
 #[cfg(test)]
 pub(crate) mod testing {
-    use arlas_actor::Trajectory;
+    use arlas_core::Trajectory;
     use rand::SeedableRng;
 
     /// A valid trajectory of `group` played by agent and attacker `version`.

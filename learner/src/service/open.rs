@@ -2,7 +2,7 @@
 //! one resumes from the checkpoint `state.json` names, replays the journal past the
 //! consumed records into the queue and rebuilds the de-duplication keys.
 
-use arlas_actor::Trajectory;
+use arlas_core::Trajectory;
 use arlas_policy::{LoadOptions, ModelSpec, Policy, Trainer};
 
 use super::config::ServiceConfig;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
-use arlas_actor::Trajectory;
+use arlas_core::Trajectory;
 use arlas_proto::v1;
 use arlas_runtime::metrics as names;
 use tokio::sync::{mpsc, oneshot};

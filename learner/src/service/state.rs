@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::dedupe::{Dedupe, Watermarked};
+use crate::Player;
 use crate::error::{Error, Result, io};
-use crate::groups::Player;
 
 const STATE_FILE: &str = "state.json";
 const FORMAT: u32 = 1;

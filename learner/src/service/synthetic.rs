@@ -2,7 +2,7 @@
 //! random token ids and log-probs of the right shapes, so they pass validation and a
 //! learner can train on them (the tokens mean nothing).
 
-use arlas_actor::{Segment, Trajectory};
+use arlas_core::{Segment, Trajectory};
 use arlas_game::{EpisodeSpec, Outcome, Rewards, Split};
 use rand::Rng;
 

@@ -7,8 +7,9 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use arlas_coordinator::service::BlobRef;
-use arlas_coordinator::service::archive::pack_to_file;
+use arlas_core::BlobRef;
+use arlas_core::archive::pack_to_file;
+use arlas_game::seed::mix;
 use arlas_runtime::metrics as names;
 use tokio::sync::watch;
 
@@ -50,14 +51,6 @@ pub fn export(learner: &Learner, data: &DataDir) -> Result<Export> {
         blob,
         checkpoint,
     })
-}
-
-/// A well-mixed seed from its parts.
-fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// What the training thread needs.

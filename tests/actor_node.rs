@@ -18,14 +18,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arlas_actor::node::{NodeConfig, NodeReport, RoundShape};
-use arlas_actor::{RolloutConfig, Trajectory};
+use arlas_actor::RolloutConfig;
+use arlas_actor::node::{NodeConfig, NodeReport};
+use arlas_actor::round::RoundShape;
+use arlas_client::CoordinatorClient;
 use arlas_coordinator::PayoffMatrix;
-use arlas_coordinator::service::archive::pack_to_file;
 use arlas_coordinator::service::{
-    CoordinatorClient, CoordinatorConfig, DEFAULT_SHUTDOWN_GRACE, LeaseId, Listeners, Player,
-    PublishHeader, Registration, ServerConfig,
+    CoordinatorConfig, DEFAULT_SHUTDOWN_GRACE, Listeners, ServerConfig,
 };
+use arlas_core::archive::pack_to_file;
+use arlas_core::{LeaseId, Player, PublishHeader, Registration, Trajectory};
 use arlas_game::{CorpusOptions, Split, corpus};
 use arlas_policy::{ChatFormat, Device, LoadOptions, Policy, TinyPreset, build_tiny, save_policy};
 use arlas_proto::v1;
@@ -432,7 +434,7 @@ async fn actor_plays_sends_swaps_versions_resends_and_reports() {
     coordinator.await.unwrap().unwrap();
 
     // Each blob fetched once; the population member (same blob as attacker v1) was a hit.
-    let agent_v2 = arlas_coordinator::service::archive::blob_ref_of_dir(&dirs[2])
+    let agent_v2 = arlas_core::archive::blob_ref_of_dir(&dirs[2])
         .unwrap()
         .id
         .to_string();

@@ -20,12 +20,17 @@ use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use super::convert::{member_from_wire, player_to_wire, run_view_from_wire, version_from_wire};
-use super::download::Download;
-use super::ids::LeaseId;
-use super::owner::Lease;
-use super::types::{BlobRef, MatchResult, Member, PublishHeader, Published, Registration, RunView};
-use crate::content::hash_file;
+use arlas_core::wire::{
+    member_from_wire, publish_header_to_wire, published_from_wire, registration_to_wire,
+    results_to_wire, run_view_from_wire,
+};
+use arlas_core::{
+    BlobId, BlobRef, Lease, LeaseId, MatchResult, Member, PublishHeader, Published, Registration,
+    RunView, hash_file,
+};
+use arlas_runtime::blocking;
+
+use crate::download::Download;
 use crate::error::{Error, Result, io};
 
 /// Consecutive corrupted chunks at one offset before a fetch gives up.
@@ -54,6 +59,7 @@ pub struct CoordinatorClient {
 
 fn rpc_error(rpc: &'static str) -> impl FnOnce(Status) -> Error {
     move |s| Error::Rpc {
+        service: "coordinator",
         rpc,
         code: s.code(),
         message: s.message().to_string(),
@@ -62,6 +68,7 @@ fn rpc_error(rpc: &'static str) -> impl FnOnce(Status) -> Error {
 
 fn missing(rpc: &'static str, field: &str) -> Error {
     Error::Rpc {
+        service: "coordinator",
         rpc,
         code: tonic::Code::Internal,
         message: format!("the coordinator's answer has no {field}"),
@@ -84,19 +91,7 @@ impl CoordinatorClient {
     }
 
     pub async fn register(&mut self, registration: &Registration) -> Result<(Lease, RunView)> {
-        let request = match registration {
-            Registration::Actor { name } => v1::RegisterRequest {
-                role: v1::Role::Actor.into(),
-                name: name.clone(),
-                ..Default::default()
-            },
-            Registration::Learner { name, url, players } => v1::RegisterRequest {
-                role: v1::Role::Learner.into(),
-                name: name.clone(),
-                url: url.clone(),
-                players: players.iter().map(|&p| player_to_wire(p).into()).collect(),
-            },
-        };
+        let request = registration_to_wire(registration);
         let r = self
             .inner
             .register(request)
@@ -143,7 +138,7 @@ impl CoordinatorClient {
             .await
             .map_err(rpc_error("GetRunState"))?
             .into_inner();
-        run_view_from_wire(&r)
+        Ok(run_view_from_wire(&r)?)
     }
 
     pub async fn population(&mut self) -> Result<Vec<Member>> {
@@ -153,7 +148,10 @@ impl CoordinatorClient {
             .await
             .map_err(rpc_error("ListPopulation"))?
             .into_inner();
-        r.members.iter().map(member_from_wire).collect()
+        Ok(r.members
+            .iter()
+            .map(member_from_wire)
+            .collect::<arlas_core::Result<_>>()?)
     }
 
     pub async fn assign_opponents(
@@ -172,22 +170,17 @@ impl CoordinatorClient {
             .await
             .map_err(rpc_error("AssignOpponents"))?
             .into_inner();
-        r.opponents.iter().map(member_from_wire).collect()
+        Ok(r.opponents
+            .iter()
+            .map(member_from_wire)
+            .collect::<arlas_core::Result<_>>()?)
     }
 
     pub async fn report_results(&mut self, lease: &LeaseId, results: &[MatchResult]) -> Result<()> {
         self.inner
             .report_results(v1::ReportResultsRequest {
                 lease_id: lease.to_string(),
-                results: results
-                    .iter()
-                    .map(|r| v1::MatchResult {
-                        agent_version: r.agent_version,
-                        attacker_id: r.attacker_id.clone(),
-                        games: r.games,
-                        attacker_wins: r.attacker_wins,
-                    })
-                    .collect(),
+                results: results_to_wire(results),
             })
             .await
             .map_err(rpc_error("ReportResults"))?;
@@ -199,15 +192,7 @@ impl CoordinatorClient {
     pub async fn publish_file(&mut self, header: &PublishHeader, blob: &Path) -> Result<Published> {
         let (tx, rx) = mpsc::channel(4);
         let first = v1::PublishCheckpointRequest {
-            kind: Some(Kind::Header(v1::PublishHeader {
-                lease_id: header.lease.to_string(),
-                player: player_to_wire(header.player).into(),
-                version: header.version,
-                sha256: header.checkpoint.id.to_string(),
-                size_bytes: header.checkpoint.size,
-                join_population: header.join_population,
-                iteration: header.iteration,
-            })),
+            kind: Some(Kind::Header(publish_header_to_wire(header))),
         };
         let path = blob.to_path_buf();
         let mut file = std::fs::File::open(&path).map_err(io(&path))?;
@@ -237,26 +222,18 @@ impl CoordinatorClient {
             .publish_checkpoint(ReceiverStream::new(rx))
             .await
             .map_err(rpc_error("PublishCheckpoint"));
-        reader.await.map_err(|e| Error::Serve {
+        reader.await.map_err(|e| arlas_runtime::Error::Task {
             what: "the checkpoint reader".into(),
             reason: e.to_string(),
         })??;
-        let r = answer?.into_inner();
-        let version = r
-            .published
-            .as_ref()
-            .ok_or_else(|| missing("PublishCheckpoint", "published"))?;
-        Ok(Published {
-            version: version_from_wire(version)?,
-            member: r.member.as_ref().map(member_from_wire).transpose()?,
-        })
+        Ok(published_from_wire(&answer?.into_inner())?)
     }
 
     /// Downloads `blob` to `dest`: resumes from `dest.partial` if an earlier download left
     /// one, retries broken streams with backoff, verifies the whole file's sha256 (hashed
     /// as the chunks arrive, so nothing is read twice), then renames it to `dest`. When the
     /// hash disagrees, the chunk checksums find the corrupted chunk; the download is cut
-    /// back to it and fetched again from there (see [`super::download`]).
+    /// back to it and fetched again from there (see [`crate::download`]).
     pub async fn fetch_to_file(&mut self, blob: &BlobRef, dest: &Path) -> Result<FetchReport> {
         let (partial, size) = (partial_path(dest), blob.size);
         let mut download =
@@ -276,6 +253,7 @@ impl CoordinatorClient {
                 download = d;
                 let failure = match outcome {
                     Ok(Progress::Done) => (download.len() < blob.size).then(|| Error::Rpc {
+                        service: "coordinator",
                         rpc: "FetchCheckpoint",
                         code: tonic::Code::Unavailable,
                         message: format!(
@@ -305,18 +283,7 @@ impl CoordinatorClient {
                 }
                 if let Some(e) = failure {
                     failures_in_a_row += 1;
-                    let retryable = matches!(
-                        &e,
-                        Error::Rpc { code, .. } if matches!(
-                            code,
-                            tonic::Code::Unavailable
-                                | tonic::Code::Unknown
-                                | tonic::Code::Internal
-                                | tonic::Code::Cancelled
-                                | tonic::Code::DeadlineExceeded
-                        )
-                    );
-                    if !retryable || failures_in_a_row >= MAX_STREAM_RETRIES {
+                    if !e.is_transient() || failures_in_a_row >= MAX_STREAM_RETRIES {
                         return Err(e);
                     }
                     let offset = download.len();
@@ -330,7 +297,7 @@ impl CoordinatorClient {
             // Find the corrupted chunk and fetch again from it.
             let (d, bad) = blocking("checking downloaded chunks", move || {
                 let bad = download.first_bad_chunk();
-                Ok((download, bad))
+                Ok::<_, Error>((download, bad))
             })
             .await?;
             download = d;
@@ -367,7 +334,7 @@ impl CoordinatorClient {
             }
             download = blocking("cutting a download", move || {
                 download.truncate(at)?;
-                Ok(download)
+                Ok::<_, Error>(download)
             })
             .await?;
         }
@@ -407,6 +374,7 @@ impl CoordinatorClient {
                     chunk.offset, chunk.total_size, blob.size
                 );
                 let e = Error::Rpc {
+                    service: "coordinator",
                     rpc: "FetchCheckpoint",
                     code: tonic::Code::Internal,
                     message,
@@ -420,7 +388,7 @@ impl CoordinatorClient {
             let (data, sha256) = (chunk.data, chunk.data_sha256);
             download = blocking("writing a download", move || {
                 download.append(&data, sha256)?;
-                Ok(download)
+                Ok::<_, Error>(download)
             })
             .await?;
             metrics::counter!(names::CHECKPOINT_BYTES_TOTAL, "direction" => "received")
@@ -439,7 +407,7 @@ impl CoordinatorClient {
             .into_inner();
         Ok(stream.map(|item| {
             item.map_err(rpc_error("Watch"))
-                .and_then(|s| run_view_from_wire(&s))
+                .and_then(|s| Ok(run_view_from_wire(&s)?))
         }))
     }
 }
@@ -449,19 +417,6 @@ enum Progress {
     Done,
     /// A chunk was empty or went past the blob's end; nothing of it was written.
     Malformed,
-}
-
-/// Runs byte work on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    what: &str,
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Serve {
-            what: what.to_string(),
-            reason: e.to_string(),
-        })?
 }
 
 /// `dest` with `.partial` appended: where an unfinished download lives.
@@ -485,6 +440,6 @@ fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize>
 /// The id and size of an existing blob file (hashes it; run it off the async runtime).
 pub fn blob_ref_of_file(path: &Path) -> Result<BlobRef> {
     let size = std::fs::metadata(path).map_err(io(path))?.len();
-    let id = super::ids::BlobId::parse(&hash_file(path)?)?;
+    let id = BlobId::parse(&hash_file(path)?)?;
     Ok(BlobRef { id, size })
 }

@@ -14,7 +14,7 @@ use rand::Rng;
 use rand::distr::{Distribution, weighted::WeightedIndex};
 use serde::{Deserialize, Serialize};
 
-use crate::payoff::PayoffMatrix;
+use super::payoff::PayoffMatrix;
 
 /// Which members are eligible as opponents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arlas_client::CoordinatorClient;
 use arlas_coordinator::service::{
-    CoordinatorClient, CoordinatorConfig, Listeners as CoordinatorListeners, Player as CPlayer,
-    ServerConfig,
+    CoordinatorConfig, Listeners as CoordinatorListeners, ServerConfig,
 };
 use arlas_game::{CorpusOptions, Split};
 use arlas_learner::Player;
@@ -312,12 +312,12 @@ async fn acks_credits_duplicates_invalid_stale_and_a_published_version() {
     // Version 1 is published at start-up.
     wait_until("version 1 at the coordinator", 60, || {
         let mut c = coordinator.clone();
-        async move { c.run_state().await.unwrap().agent.version == 1 }
+        async move { c.run_state().await.unwrap().versions.agent.version == 1 }
     })
     .await;
     let run = coordinator.run_state().await.unwrap();
     assert_eq!(run.learners.len(), 1);
-    assert_eq!(run.learners[0].players, vec![CPlayer::Agent]);
+    assert_eq!(run.learners[0].players, vec![Player::Agent]);
 
     let mut client = cluster.client(Some(TOKEN)).await;
     let mut s = open(&mut client).await;
@@ -360,7 +360,7 @@ async fn acks_credits_duplicates_invalid_stale_and_a_published_version() {
     // Four accepted: a batch trains, version 2 is saved and published.
     wait_until("version 2 at the coordinator", 60, || {
         let mut c = coordinator.clone();
-        async move { c.run_state().await.unwrap().agent.version >= 2 }
+        async move { c.run_state().await.unwrap().versions.agent.version >= 2 }
     })
     .await;
     wait_until("the learner to see its publish", 30, || {
@@ -379,6 +379,7 @@ async fn acks_credits_duplicates_invalid_stale_and_a_published_version() {
             .run_state()
             .await
             .unwrap()
+            .versions
             .agent
             .checkpoint
             .unwrap()
@@ -634,7 +635,7 @@ async fn a_restarted_coordinator_gets_the_learner_back_and_streams_keep_working(
             Ok(mut c) => c
                 .run_state()
                 .await
-                .is_ok_and(|r| r.learners.len() == 1 && r.agent.version == 1),
+                .is_ok_and(|r| r.learners.len() == 1 && r.versions.agent.version == 1),
             Err(_) => false,
         }
     };
@@ -658,7 +659,7 @@ async fn a_restarted_coordinator_gets_the_learner_back_and_streams_keep_working(
     .await;
     let run = cluster.coordinator().await.run_state().await.unwrap();
     assert_eq!(
-        run.agent.version, 1,
+        run.versions.agent.version, 1,
         "the published version survived the restart"
     );
     drop(s);

@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::ids::BlobId;
-use super::types::BlobRef;
 use crate::error::{Error, Result, io};
+use crate::ids::BlobId;
+use crate::version::BlobRef;
 
 /// Magic bytes and format version of a checkpoint blob.
 pub const MAGIC: &[u8; 8] = b"ARLASCK1";

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::content::{ContentHash, hash_dir};
+use arlas_core::{ContentHash, hash_dir};
+
 use crate::error::{Error, Result, io};
 
 const REGISTRY: &str = "population.json";

@@ -3,24 +3,17 @@
 //! state's learners), sends as the credits allow, applies the acks, and after a broken
 //! stream reconnects with backoff and re-sends what was not acknowledged.
 
-use std::time::Duration;
-
-use arlas_coordinator::service::{LearnerInfo, LeaseId, Player};
-use arlas_proto::limits::MAX_MESSAGE_BYTES;
+use arlas_core::{LearnerInfo, LeaseId, Player};
 use arlas_proto::v1;
-use arlas_proto::v1::learner_client::LearnerClient;
-use arlas_runtime::auth::{AttachToken, Token};
+use arlas_runtime::auth::Token;
 use arlas_runtime::backoff::Backoff;
 use arlas_runtime::metrics as names;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::Streaming;
 
 use super::sender::{Acked, PlayerSender, SenderCounts};
-
-/// How long opening a stream may take before it counts as failed.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+use super::{LearnerClient, TrajectoryStream};
+use crate::error::Result;
 
 /// What a link reports after every change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -87,12 +80,6 @@ pub fn spawn(
     }
 }
 
-struct Stream {
-    url: String,
-    out: mpsc::UnboundedSender<v1::SubmitTrajectoryRequest>,
-    acks: Streaming<v1::TrajectoryAck>,
-}
-
 fn pick(learners: &[LearnerInfo], player: Player, current: Option<&str>) -> Option<String> {
     let mine: Vec<&LearnerInfo> = learners
         .iter()
@@ -104,30 +91,16 @@ fn pick(learners: &[LearnerInfo], player: Player, current: Option<&str>) -> Opti
     mine.first().map(|l| l.url.clone())
 }
 
-async fn open(url: &str, token: Option<&Token>) -> Result<Stream, String> {
-    let channel = arlas_runtime::client::connect(url)
+async fn open(url: &str, token: Option<&Token>) -> Result<TrajectoryStream> {
+    LearnerClient::connect(url, token)
+        .await?
+        .open_stream()
         .await
-        .map_err(|e| e.to_string())?;
-    let mut client = LearnerClient::with_interceptor(channel, AttachToken::new(token))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let (out, rx) = mpsc::unbounded_channel();
-    let call = client.submit_trajectories(UnboundedReceiverStream::new(rx));
-    let acks = tokio::time::timeout(OPEN_TIMEOUT, call)
-        .await
-        .map_err(|_| format!("no answer within {OPEN_TIMEOUT:?}"))?
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
-        .into_inner();
-    Ok(Stream {
-        url: url.to_string(),
-        out,
-        acks,
-    })
 }
 
-async fn next_ack(stream: &mut Option<Stream>) -> Result<Option<v1::TrajectoryAck>, tonic::Status> {
+async fn next_ack(stream: &mut Option<TrajectoryStream>) -> Result<Option<v1::TrajectoryAck>> {
     match stream {
-        Some(s) => s.acks.message().await,
+        Some(s) => s.next_ack().await,
         None => std::future::pending().await,
     }
 }
@@ -141,7 +114,7 @@ async fn run(
 ) {
     let player = config.player.name();
     let mut sender = PlayerSender::new(config.max_pending);
-    let mut stream: Option<Stream> = None;
+    let mut stream: Option<TrajectoryStream> = None;
     let mut backoff = Backoff::default();
     let mut retry_at = Instant::now();
     let mut last_lease: Option<String> = None;
@@ -181,7 +154,7 @@ async fn run(
         }
         if let (Some(s), Some(l)) = (&stream, &last_lease) {
             while let Some(request) = sender.next_request(l) {
-                if s.out.send(request).is_err() {
+                if !s.send(request) {
                     break; // the call ended; its ack stream reports why
                 }
             }
@@ -215,7 +188,7 @@ async fn run(
                 }
                 Ok(None) | Err(_) => {
                     let reason = match &ack {
-                        Err(s) => format!("{:?}: {}", s.code(), s.message()),
+                        Err(e) => e.to_string(),
                         _ => "the learner ended the stream".to_string(),
                     };
                     let delay = backoff.next_delay();
@@ -235,7 +208,7 @@ async fn run(
 fn publish(
     status: &watch::Sender<LinkStatus>,
     sender: &PlayerSender,
-    stream: Option<&Stream>,
+    stream: Option<&TrajectoryStream>,
     player: &'static str,
 ) {
     let now = LinkStatus {

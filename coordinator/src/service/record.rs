@@ -11,9 +11,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{BlobRef, Player, PolicyVersion};
+use arlas_core::{BlobRef, PerPlayer, Player, PolicyVersion};
+
 use crate::error::{Error, Result, io};
-use crate::population::write_atomic;
+use crate::league::write_atomic;
 
 /// What `run.json` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +64,11 @@ impl RunRecord {
             source,
         })?;
         write_atomic(path, &bytes)
+    }
+
+    /// The current version of each player.
+    pub fn versions(&self) -> PerPlayer<PolicyVersion> {
+        PerPlayer::new(self.agent.clone(), self.attacker.clone())
     }
 
     pub fn current(&self, player: Player) -> &PolicyVersion {

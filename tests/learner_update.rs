@@ -2,13 +2,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use arlas_actor::{AgentPlayer, Opponent, RolloutConfig, Trajectory, jobs, play};
+use arlas_actor::{AgentPlayer, Opponent, RolloutConfig, jobs, play};
+use arlas_core::{Trajectory, concat};
 use arlas_game::{CorpusOptions, EpisodeSpec, Split, corpus};
 use arlas_learner::{Learner, LearnerConfig, Player, grpo_items};
+use arlas_policy::Device;
 use arlas_policy::{
     LoadOptions, ModelSpec, Policy, ScoreItem, TinyPreset, TrainConfig, Trainer, build_tiny,
 };
-use candle_core::Device;
 
 fn trainable_tiny(dir: &std::path::Path) -> Policy {
     let texts = corpus(&CorpusOptions {
@@ -39,7 +40,11 @@ fn rollouts(policy: &Policy) -> Vec<Trajectory> {
 }
 
 fn completion_logprob(policy: &Policy, t: &Trajectory) -> f32 {
-    let seq: ScoreItem = t.agent_sequence();
+    let seq = concat(&t.agent);
+    let seq = ScoreItem {
+        tokens: seq.tokens,
+        mask: seq.mask,
+    };
     policy
         .score_no_grad(&[seq])
         .unwrap()

@@ -5,7 +5,7 @@
 use arlas_game::{EpisodeSpec, Outcome, Rewards, Split, Suite};
 use arlas_proto::{Error, Result, v1};
 
-use crate::{Segment, Trajectory};
+use crate::trajectory::{Segment, Trajectory};
 
 /// Largest log-prob accepted: log-probs are ≤ 0; this leaves room for rounding only.
 const MAX_LOGPROB: f32 = 1e-4;

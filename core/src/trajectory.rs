@@ -1,7 +1,7 @@
-//! What an episode leaves behind for the learner.
+//! What an episode leaves behind for the learner: token-exact segments, the outcome and
+//! the policy versions that played.
 
-use arlas_game::{EpisodeSpec, Outcome, Rewards};
-use arlas_policy::{GrpoItem, ScoreItem};
+use arlas_game::{EpisodeSpec, Outcome, Player, Rewards};
 use serde::{Deserialize, Serialize};
 
 /// One turn of one player: the prompt ids fed before the completion, the completion's ids
@@ -42,43 +42,6 @@ pub struct Trajectory {
 }
 
 impl Trajectory {
-    /// The agent's whole sequence and the mask of its own completion ids.
-    pub fn agent_sequence(&self) -> ScoreItem {
-        concat(&self.agent)
-    }
-
-    /// The agent's sequence as a GRPO item with the episode's advantage.
-    pub fn agent_item(&self, advantage: f32) -> GrpoItem {
-        let seq = self.agent_sequence();
-        GrpoItem {
-            tokens: seq.tokens,
-            mask: seq.mask,
-            behaviour_logprobs: self
-                .agent
-                .iter()
-                .flat_map(|s| s.logprobs.iter().copied())
-                .collect(),
-            advantage,
-        }
-    }
-
-    /// One GRPO item per attacker turn, each with the episode's advantage.
-    pub fn attacker_items(&self, advantage: f32) -> Vec<GrpoItem> {
-        self.attacker
-            .iter()
-            .filter(|s| !s.completion.is_empty())
-            .map(|s| {
-                let seq = concat(std::slice::from_ref(s));
-                GrpoItem {
-                    tokens: seq.tokens,
-                    mask: seq.mask,
-                    behaviour_logprobs: s.logprobs.clone(),
-                    advantage,
-                }
-            })
-            .collect()
-    }
-
     /// Whether the attacker won (private data leaked).
     pub fn leaked(&self) -> bool {
         self.outcome == Outcome::Leaked
@@ -92,10 +55,33 @@ impl Trajectory {
             .map(|s| s.completion.len())
             .sum()
     }
+
+    /// The version of `player`'s policy that played (0 for a scripted player).
+    pub fn version(&self, player: Player) -> u64 {
+        match player {
+            Player::Agent => self.agent_version,
+            Player::Attacker => self.attacker_version,
+        }
+    }
+
+    /// `player`'s reward.
+    pub fn reward(&self, player: Player) -> f32 {
+        match player {
+            Player::Agent => self.rewards.agent,
+            Player::Attacker => self.rewards.attacker,
+        }
+    }
+}
+
+/// A token sequence and the mask of the ids a player sampled (its own completions).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sequence {
+    pub tokens: Vec<u32>,
+    pub mask: Vec<bool>,
 }
 
 /// Concatenates segments into one sequence with the completion mask.
-pub fn concat(segments: &[Segment]) -> ScoreItem {
+pub fn concat(segments: &[Segment]) -> Sequence {
     let len: usize = segments
         .iter()
         .map(|s| s.prompt.len() + s.completion.len())
@@ -108,5 +94,5 @@ pub fn concat(segments: &[Segment]) -> ScoreItem {
         tokens.extend_from_slice(&s.completion);
         mask.extend(std::iter::repeat_n(true, s.completion.len()));
     }
-    ScoreItem { tokens, mask }
+    Sequence { tokens, mask }
 }

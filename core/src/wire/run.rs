@@ -1,30 +1,21 @@
-//! The wire edge: `arlas.v1` messages to validated domain values and back. Every check of
-//! data received from a client happens here, once; the state machine trusts its inputs.
+//! The coordinator's messages: registrations, versions, members, results and the run view,
+//! to validated domain values and back.
 
+use arlas_game::{PerPlayer, Player};
 use arlas_proto::v1;
 
-use super::ids::{BlobId, LeaseId};
-use super::types::{
-    BlobRef, LearnerInfo, MatchResult, Member, Player, PolicyVersion, PublishHeader, Published,
-    Registration, RunView,
-};
+use super::{MAX_NAME_BYTES, MAX_OPPONENTS, MAX_RESULTS, MAX_URL_BYTES};
 use crate::error::{Error, Result};
-
-/// Longest registration name, in bytes.
-pub const MAX_NAME_BYTES: usize = 128;
-/// Longest learner URL, in bytes.
-pub const MAX_URL_BYTES: usize = 512;
-/// Most opponents per `AssignOpponents` call.
-pub const MAX_OPPONENTS: u32 = 1024;
-/// Most results per `ReportResults` call.
-pub const MAX_RESULTS: usize = 1024;
+use crate::ids::{BlobId, LeaseId};
+use crate::registry::{LearnerInfo, Registration, RunView};
+use crate::results::MatchResult;
+use crate::version::{BlobRef, Member, PolicyVersion, PublishHeader, Published};
 
 pub fn player_from_wire(field: &'static str, raw: i32) -> Result<Player> {
-    match arlas_proto::player(field, raw) {
-        Ok(v1::Player::Agent) => Ok(Player::Agent),
-        Ok(v1::Player::Attacker) => Ok(Player::Attacker),
-        Ok(v1::Player::Unspecified) => Err(Error::invalid(field, "unspecified")),
-        Err(e) => Err(Error::invalid(field, e.to_string())),
+    match arlas_proto::player(field, raw)? {
+        v1::Player::Agent => Ok(Player::Agent),
+        v1::Player::Attacker => Ok(Player::Attacker),
+        v1::Player::Unspecified => Err(arlas_proto::Error::Missing { field }.into()),
     }
 }
 
@@ -63,8 +54,7 @@ fn name_from_wire(name: String) -> Result<String> {
 }
 
 pub fn registration_from_wire(req: v1::RegisterRequest) -> Result<Registration> {
-    let role =
-        arlas_proto::role("role", req.role).map_err(|e| Error::invalid("role", e.to_string()))?;
+    let role = arlas_proto::role("role", req.role)?;
     let name = name_from_wire(req.name)?;
     match role {
         v1::Role::Actor => {
@@ -104,7 +94,7 @@ pub fn registration_from_wire(req: v1::RegisterRequest) -> Result<Registration> 
             }
             Ok(Registration::Learner { name, url, players })
         }
-        v1::Role::Unspecified => Err(Error::invalid("role", "unspecified")),
+        v1::Role::Unspecified => Err(arlas_proto::Error::Missing { field: "role" }.into()),
     }
 }
 
@@ -236,8 +226,8 @@ pub fn member_from_wire(m: &v1::PopulationMember) -> Result<Member> {
 pub fn run_view_to_wire(v: &RunView) -> v1::RunState {
     v1::RunState {
         revision: v.revision,
-        agent: Some(version_to_wire(&v.agent)),
-        attacker: Some(version_to_wire(&v.attacker)),
+        agent: Some(version_to_wire(&v.versions.agent)),
+        attacker: Some(version_to_wire(&v.versions.attacker)),
         population_size: v.population_size,
         latest_member: v.latest_member.as_ref().map(member_to_wire),
         learners: v
@@ -265,8 +255,10 @@ pub fn run_view_from_wire(s: &v1::RunState) -> Result<RunView> {
     };
     Ok(RunView {
         revision: s.revision,
-        agent: version("agent", s.agent.as_ref())?,
-        attacker: version("attacker", s.attacker.as_ref())?,
+        versions: PerPlayer::new(
+            version("agent", s.agent.as_ref())?,
+            version("attacker", s.attacker.as_ref())?,
+        ),
         population_size: s.population_size,
         latest_member: s.latest_member.as_ref().map(member_from_wire).transpose()?,
         learners: s
@@ -294,4 +286,55 @@ pub fn published_to_wire(p: &Published) -> v1::PublishCheckpointResponse {
         published: Some(version_to_wire(&p.version)),
         member: p.member.as_ref().map(member_to_wire),
     }
+}
+
+pub fn registration_to_wire(registration: &Registration) -> v1::RegisterRequest {
+    match registration {
+        Registration::Actor { name } => v1::RegisterRequest {
+            role: v1::Role::Actor.into(),
+            name: name.clone(),
+            ..Default::default()
+        },
+        Registration::Learner { name, url, players } => v1::RegisterRequest {
+            role: v1::Role::Learner.into(),
+            name: name.clone(),
+            url: url.clone(),
+            players: players.iter().map(|&p| player_to_wire(p).into()).collect(),
+        },
+    }
+}
+
+pub fn publish_header_to_wire(h: &PublishHeader) -> v1::PublishHeader {
+    v1::PublishHeader {
+        lease_id: h.lease.to_string(),
+        player: player_to_wire(h.player).into(),
+        version: h.version,
+        sha256: h.checkpoint.id.to_string(),
+        size_bytes: h.checkpoint.size,
+        join_population: h.join_population,
+        iteration: h.iteration,
+    }
+}
+
+pub fn results_to_wire(results: &[MatchResult]) -> Vec<v1::MatchResult> {
+    results
+        .iter()
+        .map(|r| v1::MatchResult {
+            agent_version: r.agent_version,
+            attacker_id: r.attacker_id.clone(),
+            games: r.games,
+            attacker_wins: r.attacker_wins,
+        })
+        .collect()
+}
+
+pub fn published_from_wire(r: &v1::PublishCheckpointResponse) -> Result<Published> {
+    let version = r
+        .published
+        .as_ref()
+        .ok_or_else(|| Error::invalid("published", "missing"))?;
+    Ok(Published {
+        version: version_from_wire(version)?,
+        member: r.member.as_ref().map(member_from_wire).transpose()?,
+    })
 }
