@@ -6,8 +6,14 @@
 //! - [`pipeline`]: settings, the run directory, warm-up, adversarial iterations,
 //!   evaluation and resume;
 //! - [`report`]: `report.html` with inline SVG plots;
+//! - [`evaluate`](mod@evaluate): an agent on held-out tasks (`arlas eval`);
+//! - [`config`]: the one configuration mechanism (defaults < file < environment < flags);
+//! - [`roles`]: the distributed roles' settings (flags, variables and `--config` keys);
 //! - [`cluster`]: the distributed roles as local processes (`arlas train --processes`).
 
 pub mod cluster;
+pub mod config;
+pub mod evaluate;
 pub mod pipeline;
 pub mod report;
+pub mod roles;

@@ -33,7 +33,7 @@ enum Command {
     /// The embedded default: ARLAS end to end on the built-in tiny model (about 15 minutes on 2 cores).
     Demo(cli::train::DemoArgs),
     /// Evaluate an agent on held-out tasks, with no attack and against attackers.
-    Eval(cli::eval::EvalArgs),
+    Eval(cli::eval::EvalCommand),
     /// Measure speed: the game, sampling and training.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),

@@ -307,6 +307,7 @@ async fn actor_plays_sends_swaps_versions_resends_and_reports() {
     let (stop_actor, actor_stopped) = oneshot::channel::<()>();
     let actor = tokio::spawn(arlas_actor::node::run(
         config.clone(),
+        builtin(&config),
         Some(metrics),
         async {
             let _ = actor_stopped.await;
@@ -372,7 +373,8 @@ async fn actor_plays_sends_swaps_versions_resends_and_reports() {
         name: "actor-restarted".into(),
         ..config.clone()
     };
-    let restarted = arlas_actor::node::run(again, None, std::future::pending())
+    let env = builtin(&again);
+    let restarted = arlas_actor::node::run(again, env, None, std::future::pending())
         .await
         .unwrap();
     assert!(restarted.fetched.is_empty(), "{restarted:?}");
@@ -391,6 +393,7 @@ async fn actor_plays_sends_swaps_versions_resends_and_reports() {
             name: "actor-sync".into(),
             ..config.clone()
         },
+        builtin(&config),
         None,
         async {
             let _ = sync_stopped.await;
@@ -530,4 +533,11 @@ async fn actor_plays_sends_swaps_versions_resends_and_reports() {
         .map(|(v, a)| payoff.get(v, &a).games)
         .sum();
     assert!(games >= 2 * 2 * G as u64, "payoff holds {games} games");
+}
+
+/// The built-in suites with the node's game settings.
+fn builtin(config: &NodeConfig) -> Box<dyn arlas_game::Environment> {
+    Box::new(arlas_game::BuiltinEnvironment::new(
+        config.rollout.game.clone(),
+    ))
 }

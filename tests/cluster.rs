@@ -21,8 +21,11 @@ use std::time::{Duration, Instant};
 
 use arlas::cluster::process::tail;
 use arlas::cluster::{ClusterConfig, LocalCluster, RoleProcess};
+use arlas::roles::actor::ActorArgs;
+use arlas::roles::coordinator::CoordinatorArgs;
+use arlas::roles::learner::LearnerArgs;
 use arlas_client::CoordinatorClient;
-use arlas_core::{Player, RunView};
+use arlas_core::{PerPlayer, Player, RunView};
 use arlas_proto::v1;
 use arlas_proto::v1::learner_client::LearnerClient;
 use arlas_runtime::auth::{AttachToken, Token};
@@ -35,50 +38,36 @@ const POLL: Duration = Duration::from_millis(250);
 const LEASE_TTL_SECS: u64 = 8;
 
 fn config(dir: &Path, actors: usize, seed: u64) -> ClusterConfig {
-    let models = dir.join("models").to_string_lossy().into_owned();
-    let strings = |xs: &[&str]| xs.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+    let models = dir.join("models");
+    let learner = LearnerArgs {
+        model: Some("tiny".into()),
+        models_dir: Some(models.clone()),
+        seed: Some(seed),
+        batch_episodes: Some(4),
+        shutdown_grace_secs: Some(5.0),
+        ..LearnerArgs::default()
+    };
     ClusterConfig {
         exe: env!("CARGO_BIN_EXE_arlas").into(),
         dir: dir.join("cluster"),
         actors,
-        coordinator_args: strings(&[
-            "--lease-ttl-secs",
-            &LEASE_TTL_SECS.to_string(),
-            "--seed",
-            &seed.to_string(),
-            "--shutdown-grace-secs",
-            "5",
-        ]),
-        learner_args: strings(&[
-            "--model",
-            "tiny",
-            "--models-dir",
-            &models,
-            "--seed",
-            &seed.to_string(),
-            "--batch-episodes",
-            "4",
-            "--shutdown-grace-secs",
-            "5",
-        ]),
-        agent_learner_args: Vec::new(),
-        attacker_learner_args: Vec::new(),
-        actor_args: strings(&[
-            "--models-dir",
-            &models,
-            "--seed",
-            &seed.to_string(),
-            "--group-size",
-            "2",
-            "--tasks",
-            "1",
-            "--max-turns",
-            "2",
-            "--agent-max-tokens",
-            "16",
-            "--attacker-max-tokens",
-            "16",
-        ]),
+        coordinator: CoordinatorArgs {
+            lease_ttl_secs: Some(LEASE_TTL_SECS as f64),
+            seed: Some(seed),
+            shutdown_grace_secs: Some(5.0),
+            ..CoordinatorArgs::default()
+        },
+        learners: PerPlayer::new(learner.clone(), learner),
+        actor: ActorArgs {
+            models_dir: Some(models),
+            seed: Some(seed),
+            group_size: Some(2),
+            tasks: Some(1),
+            max_turns: Some(2),
+            agent_max_tokens: Some(16),
+            attacker_max_tokens: Some(16),
+            ..ActorArgs::default()
+        },
         env: vec![
             ("CANDLE_NUM_THREADS".to_string(), "1".to_string()),
             ("ARLAS_LOG".to_string(), "info".to_string()),

@@ -36,7 +36,9 @@ fn rollouts(policy: &Policy) -> Vec<Trajectory> {
     let specs = [EpisodeSpec::sample(Split::Train, 9)];
     let mut agent = AgentPlayer::Policy { policy, version: 0 };
     let mut opponents = vec![Opponent::templates().unwrap()];
-    play(&mut agent, &mut opponents, &jobs(&specs, 4, 0), &config).unwrap()
+    let mut env = arlas_game::BuiltinEnvironment::new(config.game.clone());
+    let job_list = jobs(&arlas_actor::rollout::builtin_tasks(&specs), 4, 0);
+    play(&mut env, &mut agent, &mut opponents, &job_list, &config).unwrap()
 }
 
 fn completion_logprob(policy: &Policy, t: &Trajectory) -> f32 {

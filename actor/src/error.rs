@@ -9,6 +9,10 @@ pub enum Error {
     Policy(#[from] arlas_policy::Error),
     #[error("episode job names opponent {index} but only {count} opponents were given")]
     UnknownOpponent { index: usize, count: usize },
+    #[error(
+        "scripted agents (expert, naive, random) play the built-in suites only, not environment {environment}; play a policy agent"
+    )]
+    ScriptedAgent { environment: String },
 
     // --- the distributed actor (see `node`) ---
     /// A coordinator rpc or a checkpoint download failed.

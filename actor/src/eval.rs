@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use arlas_game::{EpisodeSpec, Outcome};
+use arlas_game::{Environment, Outcome, TaskRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -69,22 +69,24 @@ pub struct EvalReport {
     pub by_attacker: BTreeMap<String, EvalRates>,
 }
 
-/// Plays `specs` once with no attack and once against each opponent, and reports.
-/// Returns the report and the attacked trajectories (for diversity and payoff bookkeeping).
+/// Plays `tasks` in `env` once with no attack and once against each opponent, and
+/// reports. Returns the report and the attacked trajectories (for diversity and payoff
+/// bookkeeping).
 pub fn evaluate(
+    env: &mut dyn Environment,
     agent: &mut AgentPlayer<'_>,
     opponents: &mut Vec<Opponent<'_>>,
-    specs: &[EpisodeSpec],
+    tasks: &[TaskRef],
     config: &RolloutConfig,
 ) -> Result<(EvalReport, Vec<Trajectory>)> {
     let mut none = vec![Opponent::none()];
-    let clean = play(agent, &mut none, &jobs_from(specs, 1, 0, 0), config)?;
+    let clean = play(env, agent, &mut none, &jobs_from(tasks, 1, 0, 0), config)?;
     let no_attack = rates(&clean);
-    let mut jobs = Vec::with_capacity(specs.len() * opponents.len());
+    let mut jobs = Vec::with_capacity(tasks.len() * opponents.len());
     for o in 0..opponents.len() {
-        jobs.extend(jobs_from(specs, 1, o, (o * specs.len()) as u64));
+        jobs.extend(jobs_from(tasks, 1, o, (o * tasks.len()) as u64));
     }
-    let attacked = play(agent, opponents, &jobs, config)?;
+    let attacked = play(env, agent, opponents, &jobs, config)?;
     let mut by_attacker = BTreeMap::new();
     for (o, opponent) in opponents.iter().enumerate() {
         let mine = attacked

@@ -19,12 +19,14 @@
 //!
 //! ```no_run
 //! use arlas_actor::{AgentPlayer, Opponent, RolloutConfig, play};
-//! use arlas_game::{EpisodeSpec, Split};
+//! use arlas_game::{BuiltinEnvironment, Environment, GameConfig, Split};
 //! use arlas_policy::{LoadOptions, ModelSpec, Policy};
 //! let agent = Policy::load(&ModelSpec::parse("tiny")?, &candle_core::Device::Cpu, &LoadOptions::default())?;
+//! let mut env = BuiltinEnvironment::new(GameConfig::default());
 //! let mut opponents = vec![Opponent::templates()?];
-//! let jobs = arlas_actor::jobs(&[EpisodeSpec::sample(Split::Train, 1)], 4, 0);
-//! let trajectories = play(&mut AgentPlayer::Policy { policy: &agent, version: 0 }, &mut opponents, &jobs, &RolloutConfig::default())?;
+//! let jobs = arlas_actor::jobs(&[env.sample(Split::Train, 1)?], 4, 0);
+//! let mut agent = AgentPlayer::Policy { policy: &agent, version: 0 };
+//! let trajectories = play(&mut env, &mut agent, &mut opponents, &jobs, &RolloutConfig::default())?;
 //! assert_eq!(trajectories.len(), 4);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -1,9 +1,12 @@
-//! Playing batches of episodes.
+//! Playing batches of episodes in an [`Environment`] (the built-in suites, or any other
+//! implementation: the rollout does not know which).
 //!
 //! Episodes of a batch advance in lock-step, one game turn at a time: first every
-//! attacker writes its injection (the episodes facing the same policy attacker are sampled
-//! in one batched `generate`), then the agent acts in every live episode (one batched
-//! `generate` when the agent is a policy). Finished episodes leave the batch.
+//! attacker writes its injection where the turn has a slot (the episodes facing the same
+//! policy attacker are sampled in one batched `generate`, and the environment takes all
+//! injections of the turn in one call), then the agent acts in every live episode (one
+//! batched `generate` when the agent is a policy, one `step` call). Finished episodes
+//! leave the batch.
 //!
 //! Sampling seeds are derived from the run seed, the batch, the turn and the player, so a
 //! rollout is reproducible given its inputs.
@@ -12,7 +15,9 @@ use arlas_core::{Segment, Trajectory};
 use arlas_game::play::{episode_seed, player_rng};
 use arlas_game::players::{AgentKind, AttackerKind, ScriptedAgent, ScriptedAttacker};
 use arlas_game::seed::mix_all;
-use arlas_game::{Episode, EpisodeSpec, GameConfig, GameRng, Outcome, Rewards};
+use arlas_game::{
+    Environment, EpisodeSpec, EpisodeView, GameConfig, GameRng, Outcome, Rewards, TaskRef,
+};
 use arlas_policy::{Policy, SamplingParams};
 use serde::{Deserialize, Serialize};
 
@@ -107,34 +112,39 @@ impl AgentPlayer<'_> {
 /// [`play`]) and its GRPO group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EpisodeJob {
-    pub spec: EpisodeSpec,
+    pub task: TaskRef,
     pub opponent: usize,
     pub group: u64,
 }
 
-/// `group_size` rollouts of each spec against one opponent; group ids count from `first_group`.
-pub fn jobs(specs: &[EpisodeSpec], group_size: usize, opponent: usize) -> Vec<EpisodeJob> {
-    jobs_from(specs, group_size, opponent, 0)
+/// `group_size` rollouts of each task against one opponent; group ids count from 0.
+pub fn jobs(tasks: &[TaskRef], group_size: usize, opponent: usize) -> Vec<EpisodeJob> {
+    jobs_from(tasks, group_size, opponent, 0)
 }
 
 /// Like [`jobs`], with group ids starting at `first_group`.
 pub fn jobs_from(
-    specs: &[EpisodeSpec],
+    tasks: &[TaskRef],
     group_size: usize,
     opponent: usize,
     first_group: u64,
 ) -> Vec<EpisodeJob> {
-    specs
+    tasks
         .iter()
         .zip(first_group..)
-        .flat_map(|(spec, group)| {
+        .flat_map(|(task, group)| {
             (0..group_size).map(move |_| EpisodeJob {
-                spec: spec.clone(),
+                task: task.clone(),
                 opponent,
                 group,
             })
         })
         .collect()
+}
+
+/// The built-in tasks of `specs` (for callers that draw built-in episodes directly).
+pub fn builtin_tasks(specs: &[EpisodeSpec]) -> Vec<TaskRef> {
+    specs.iter().map(TaskRef::from).collect()
 }
 
 /// How to play.
@@ -170,19 +180,13 @@ impl Default for RolloutConfig {
     }
 }
 
+/// What the rollout keeps of episode `i` of the environment's batch.
 struct Live {
-    ep: Episode,
     rng: GameRng,
     conversation: Option<Conversation>,
     attacker: Vec<Segment>,
     injections: Vec<String>,
     truncated: bool,
-}
-
-impl Live {
-    fn active(&self) -> bool {
-        !self.ep.is_done() && !self.truncated
-    }
 }
 
 fn with_stop(params: &SamplingParams, seed: u64) -> SamplingParams {
@@ -194,8 +198,9 @@ fn with_stop(params: &SamplingParams, seed: u64) -> SamplingParams {
     p
 }
 
-/// Plays every job and returns one trajectory per job, in job order.
+/// Plays every job in `env` and returns one trajectory per job, in job order.
 pub fn play(
+    env: &mut dyn Environment,
     agent: &mut AgentPlayer<'_>,
     opponents: &mut [Opponent<'_>],
     jobs: &[EpisodeJob],
@@ -211,29 +216,31 @@ pub fn play(
     let mut out = Vec::with_capacity(jobs.len());
     for (chunk_index, chunk) in jobs.chunks(batch).enumerate() {
         let first = chunk_index * batch;
-        out.extend(play_chunk(agent, opponents, chunk, first, config)?);
+        out.extend(play_chunk(env, agent, opponents, chunk, first, config)?);
     }
     Ok(out)
 }
 
 fn play_chunk(
+    env: &mut dyn Environment,
     agent: &mut AgentPlayer<'_>,
     opponents: &mut [Opponent<'_>],
     chunk: &[EpisodeJob],
     first: usize,
     config: &RolloutConfig,
 ) -> Result<Vec<Trajectory>> {
+    let tasks: Vec<TaskRef> = chunk.iter().map(|j| j.task.clone()).collect();
+    env.reset(&tasks)?;
     let mut live = Vec::with_capacity(chunk.len());
-    for (i, job) in chunk.iter().enumerate() {
-        let ep = Episode::new(job.spec.clone(), &config.game)?;
+    for i in 0..chunk.len() {
         let conversation = match agent {
-            AgentPlayer::Policy { policy, .. } => {
-                Some(Conversation::new(policy.chat(), &ep.agent_system_prompt())?)
-            }
+            AgentPlayer::Policy { policy, .. } => Some(Conversation::new(
+                policy.chat(),
+                &env.episode(i).agent_system_prompt(),
+            )?),
             AgentPlayer::Scripted(_) => None,
         };
         live.push(Live {
-            ep,
             rng: player_rng(episode_seed(config.seed, (first + i) as u64)),
             conversation,
             attacker: Vec::new(),
@@ -243,7 +250,9 @@ fn play_chunk(
     }
     let mut turn = 0u64;
     loop {
-        let active: Vec<usize> = (0..live.len()).filter(|&i| live[i].active()).collect();
+        let active: Vec<usize> = (0..live.len())
+            .filter(|&i| !env.episode(i).is_done() && !live[i].truncated)
+            .collect();
         if active.is_empty() {
             break;
         }
@@ -251,168 +260,207 @@ fn play_chunk(
             let mine: Vec<usize> = active
                 .iter()
                 .copied()
-                .filter(|&i| chunk[i].opponent == o)
+                .filter(|&i| chunk[i].opponent == o && env.episode(i).injection_slot())
                 .collect();
             if mine.is_empty() {
                 continue;
             }
             let seed = mix_all(&[config.seed, first as u64, turn, 1, o as u64]);
-            attack(&mut opponent.player, &mut live, &mine, config, seed)?;
+            attack(env, &mut opponent.player, &mut live, &mine, config, seed)?;
         }
         let seed = mix_all(&[config.seed, first as u64, turn, 2]);
-        act(agent, &mut live, &active, config, seed)?;
+        act(env, agent, &mut live, &active, config, seed)?;
         turn += 1;
     }
     Ok(live
         .into_iter()
         .zip(chunk)
-        .map(|(l, job)| finish(l, job, agent.version(), &opponents[job.opponent], config))
+        .enumerate()
+        .map(|(i, (l, job))| {
+            finish(
+                env.episode(i),
+                l,
+                job,
+                agent.version(),
+                &opponents[job.opponent],
+                config,
+            )
+        })
         .collect())
 }
 
+/// This turn's injections of episodes `which`, all handed to the environment at once.
 fn attack(
+    env: &mut dyn Environment,
     player: &mut AttackerPlayer<'_>,
     live: &mut [Live],
     which: &[usize],
     config: &RolloutConfig,
     seed: u64,
 ) -> Result<()> {
-    match player {
-        AttackerPlayer::None => {
-            for &i in which {
-                live[i].ep.inject_none();
-            }
-        }
-        AttackerPlayer::Scripted(attacker) => {
-            for &i in which {
-                let l = &mut live[i];
-                let text = attacker.inject(&l.ep, &mut l.rng);
-                l.ep.inject(&text)?;
-            }
-        }
+    let injections: Vec<(usize, Option<String>)> = match player {
+        AttackerPlayer::None => which.iter().map(|&i| (i, None)).collect(),
+        AttackerPlayer::Scripted(attacker) => which
+            .iter()
+            .map(|&i| (i, Some(attacker.inject(env.episode(i), &mut live[i].rng))))
+            .collect(),
         AttackerPlayer::Policy { policy, .. } => {
-            let chat = policy.chat();
-            let limit = policy.config().max_position_embeddings;
-            let mut prompts = Vec::with_capacity(which.len());
-            let mut sampled = Vec::with_capacity(which.len());
-            for &i in which {
-                let ep = &live[i].ep;
-                let prompt =
-                    single_turn_prompt(chat, &ep.attacker_system_prompt(), &ep.attacker_message())?;
-                if prompt.len() + config.attacker_sampling.max_new_tokens > limit {
-                    // No room to write: this turn carries no injection.
-                    live[i].ep.inject_none();
-                } else {
-                    prompts.push(prompt);
-                    sampled.push(i);
-                }
-            }
-            if !prompts.is_empty() {
-                let params = with_stop(&config.attacker_sampling, seed);
-                let generations = policy.generate(&prompts, &params)?;
-                for ((prompt, generation), &i) in prompts.into_iter().zip(generations).zip(&sampled)
-                {
-                    let text = policy
-                        .tokenizer()
-                        .decode(&generation.tokens, true)
-                        .unwrap_or_default();
-                    live[i].ep.inject(&text)?;
-                    live[i].attacker.push(Segment {
-                        prompt,
-                        completion: generation.tokens,
-                        logprobs: generation.logprobs,
-                    });
-                }
-            }
+            policy_injections(&*env, policy, live, which, config, seed)?
         }
-    }
+    };
+    env.inject(&injections)?;
     for &i in which {
-        let injection = live[i].ep.injection().unwrap_or_default().to_string();
+        let injection = env.episode(i).injection().unwrap_or_default().to_string();
         live[i].injections.push(injection);
     }
     Ok(())
 }
 
+/// The attacker LLM's injections, one batched `generate` (an episode whose prompt leaves
+/// no room to write gets none).
+fn policy_injections(
+    env: &dyn Environment,
+    policy: &Policy,
+    live: &mut [Live],
+    which: &[usize],
+    config: &RolloutConfig,
+    seed: u64,
+) -> Result<Vec<(usize, Option<String>)>> {
+    let chat = policy.chat();
+    let limit = policy.config().max_position_embeddings;
+    let mut injections = Vec::with_capacity(which.len());
+    let mut prompts = Vec::with_capacity(which.len());
+    let mut sampled = Vec::with_capacity(which.len());
+    for &i in which {
+        let ep = env.episode(i);
+        let prompt =
+            single_turn_prompt(chat, &ep.attacker_system_prompt(), &ep.attacker_message())?;
+        if prompt.len() + config.attacker_sampling.max_new_tokens > limit {
+            // No room to write: this turn carries no injection.
+            injections.push((i, None));
+        } else {
+            prompts.push(prompt);
+            sampled.push(i);
+        }
+    }
+    if prompts.is_empty() {
+        return Ok(injections);
+    }
+    let params = with_stop(&config.attacker_sampling, seed);
+    let generations = policy.generate(&prompts, &params)?;
+    for ((prompt, generation), &i) in prompts.into_iter().zip(generations).zip(&sampled) {
+        let text = policy
+            .tokenizer()
+            .decode(&generation.tokens, true)
+            .unwrap_or_default();
+        injections.push((i, Some(text)));
+        live[i].attacker.push(Segment {
+            prompt,
+            completion: generation.tokens,
+            logprobs: generation.logprobs,
+        });
+    }
+    Ok(injections)
+}
+
+/// The agent's actions in episodes `which`, all handed to the environment at once.
 fn act(
+    env: &mut dyn Environment,
     agent: &mut AgentPlayer<'_>,
     live: &mut [Live],
     which: &[usize],
     config: &RolloutConfig,
     seed: u64,
 ) -> Result<()> {
-    match agent {
+    let actions = match agent {
         AgentPlayer::Scripted(scripted) => {
+            let mut actions = Vec::with_capacity(which.len());
             for &i in which {
-                let l = &mut live[i];
-                let text = scripted.act(&l.ep, &mut l.rng);
-                l.ep.act(&text)?;
+                let ep = env.episode(i).as_builtin().ok_or(Error::ScriptedAgent {
+                    environment: env.name().to_string(),
+                })?;
+                actions.push((i, scripted.act(ep, &mut live[i].rng)));
             }
+            actions
         }
         AgentPlayer::Policy { policy, .. } => {
-            let chat = policy.chat();
-            let limit = policy.config().max_position_embeddings;
-            let mut prompts = Vec::with_capacity(which.len());
-            let mut sampled = Vec::with_capacity(which.len());
-            for &i in which {
-                let l = &mut live[i];
-                let message = l.ep.agent_message();
-                let Some(conversation) = l.conversation.as_mut() else {
-                    continue;
-                };
-                let tokens = conversation.push_user(chat, &message)?;
-                if tokens.len() + config.agent_sampling.max_new_tokens > limit {
-                    l.truncated = true;
-                } else {
-                    prompts.push(tokens.to_vec());
-                    sampled.push(i);
-                }
-            }
-            if !prompts.is_empty() {
-                let params = with_stop(&config.agent_sampling, seed);
-                let generations = policy.generate(&prompts, &params)?;
-                for (generation, &i) in generations.into_iter().zip(&sampled) {
-                    let text = policy
-                        .tokenizer()
-                        .decode(&generation.tokens, true)
-                        .unwrap_or_default();
-                    let l = &mut live[i];
-                    if let Some(conversation) = l.conversation.as_mut() {
-                        conversation.push_completion(
-                            chat,
-                            &generation.tokens,
-                            &generation.logprobs,
-                        );
-                    }
-                    l.ep.act(&text)?;
-                }
-            }
+            policy_actions(&*env, policy, live, which, config, seed)?
         }
-    }
+    };
+    env.step(&actions)?;
     Ok(())
 }
 
+/// The agent LLM's actions, one batched `generate` over the live conversations (an
+/// episode whose conversation fills the context is truncated instead).
+fn policy_actions(
+    env: &dyn Environment,
+    policy: &Policy,
+    live: &mut [Live],
+    which: &[usize],
+    config: &RolloutConfig,
+    seed: u64,
+) -> Result<Vec<(usize, String)>> {
+    let chat = policy.chat();
+    let limit = policy.config().max_position_embeddings;
+    let mut prompts = Vec::with_capacity(which.len());
+    let mut sampled = Vec::with_capacity(which.len());
+    for &i in which {
+        let message = env.episode(i).agent_message();
+        let l = &mut live[i];
+        let Some(conversation) = l.conversation.as_mut() else {
+            continue;
+        };
+        let tokens = conversation.push_user(chat, &message)?;
+        if tokens.len() + config.agent_sampling.max_new_tokens > limit {
+            l.truncated = true;
+        } else {
+            prompts.push(tokens.to_vec());
+            sampled.push(i);
+        }
+    }
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let params = with_stop(&config.agent_sampling, seed);
+    let generations = policy.generate(&prompts, &params)?;
+    let mut actions = Vec::with_capacity(sampled.len());
+    for (generation, &i) in generations.into_iter().zip(&sampled) {
+        let text = policy
+            .tokenizer()
+            .decode(&generation.tokens, true)
+            .unwrap_or_default();
+        if let Some(conversation) = live[i].conversation.as_mut() {
+            conversation.push_completion(chat, &generation.tokens, &generation.logprobs);
+        }
+        actions.push((i, text));
+    }
+    Ok(actions)
+}
+
 fn finish(
+    ep: &dyn EpisodeView,
     l: Live,
     job: &EpisodeJob,
     agent_version: u64,
     opponent: &Opponent<'_>,
     config: &RolloutConfig,
 ) -> Trajectory {
-    let (outcome, rewards) = match (l.ep.outcome(), l.ep.rewards()) {
+    let (outcome, rewards) = match (ep.outcome(), ep.rewards()) {
         (Some(outcome), Some(rewards)) => (outcome, rewards),
         // Context exhausted before the game ended: scored as hitting the turn limit.
         _ => (
             Outcome::TurnLimit,
             Rewards::for_outcome(
                 Outcome::TurnLimit,
-                l.ep.format_errors(),
-                l.ep.attacker_format_errors(),
+                ep.format_errors(),
+                ep.attacker_format_errors(),
                 config.game.format_error_penalty,
             ),
         ),
     };
     Trajectory {
-        spec: job.spec.clone(),
+        spec: job.task.clone(),
         group: job.group,
         agent_version,
         opponent: opponent.name.clone(),
@@ -425,8 +473,8 @@ fn finish(
         injections: l.injections,
         outcome,
         rewards,
-        turns: l.ep.turn(),
-        format_errors: l.ep.format_errors(),
+        turns: ep.turn(),
+        format_errors: ep.format_errors(),
         truncated: l.truncated,
     }
 }

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use arlas_actor::demos::{DemoConfig, demonstrations};
+use arlas_actor::rollout::builtin_tasks;
 use arlas_actor::{AgentPlayer, Opponent, RolloutConfig, jobs, play};
+use arlas_game::BuiltinEnvironment;
 use arlas_game::{CorpusOptions, EpisodeSpec, Split, corpus};
 use arlas_policy::{Policy, TinyPreset, build_tiny};
 
@@ -42,12 +44,13 @@ fn trajectories_are_token_exact_and_reproducible() {
         EpisodeSpec::sample(Split::Train, 1),
         EpisodeSpec::sample(Split::Train, 2),
     ];
-    let job_list = jobs(&specs, 2, 0);
+    let job_list = jobs(&builtin_tasks(&specs), 2, 0);
 
     let run = |policy: &Policy| {
         let mut agent = AgentPlayer::Policy { policy, version: 7 };
         let mut opponents = vec![Opponent::policy("current", policy, 3)];
-        play(&mut agent, &mut opponents, &job_list, &config).unwrap()
+        let mut env = BuiltinEnvironment::new(config.game.clone());
+        play(&mut env, &mut agent, &mut opponents, &job_list, &config).unwrap()
     };
     let trajectories = run(&policy);
     assert_eq!(trajectories.len(), 4);
@@ -120,12 +123,14 @@ fn scripted_agents_play_through_the_same_engine() {
     let mut opponents = vec![Opponent::templates().unwrap()];
     let config = RolloutConfig::default();
     let mut expert = AgentPlayer::scripted(arlas_game::players::AgentKind::Expert);
-    let t = play(&mut expert, &mut opponents, &jobs(&specs, 1, 0), &config).unwrap();
+    let mut env = BuiltinEnvironment::new(config.game.clone());
+    let job_list = jobs(&builtin_tasks(&specs), 1, 0);
+    let t = play(&mut env, &mut expert, &mut opponents, &job_list, &config).unwrap();
     let r = arlas_actor::rates(&t);
     assert_eq!(r.task_success_rate, 1.0);
     assert_eq!(r.attack_success_rate, 0.0);
     let mut naive = AgentPlayer::scripted(arlas_game::players::AgentKind::Naive(1.0));
-    let t = play(&mut naive, &mut opponents, &jobs(&specs, 1, 0), &config).unwrap();
+    let t = play(&mut env, &mut naive, &mut opponents, &job_list, &config).unwrap();
     assert!(arlas_actor::rates(&t).attack_success_rate > 0.8);
 }
 

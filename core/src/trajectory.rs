@@ -1,7 +1,7 @@
 //! What an episode leaves behind for the learner: token-exact segments, the outcome and
 //! the policy versions that played.
 
-use arlas_game::{EpisodeSpec, Outcome, Player, Rewards};
+use arlas_game::{Outcome, Player, Rewards, TaskRef};
 use serde::{Deserialize, Serialize};
 
 /// One turn of one player: the prompt ids fed before the completion, the completion's ids
@@ -16,8 +16,8 @@ pub struct Segment {
 /// A finished episode: token-exact, tagged with the policy versions that played it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trajectory {
-    /// The episode (reproducible from it).
-    pub spec: EpisodeSpec,
+    /// The task played, in its environment (the episode is reproducible from it).
+    pub spec: TaskRef,
     /// Rollouts of the same group share task and opponent; advantages are relative to it.
     pub group: u64,
     /// The agent policy version that played (0 for scripted agents).

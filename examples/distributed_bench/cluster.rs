@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use arlas::cluster::{ClusterConfig, LocalCluster};
+use arlas::roles::actor::ActorArgs;
+use arlas::roles::coordinator::CoordinatorArgs;
+use arlas::roles::learner::LearnerArgs;
+use arlas_core::{PerPlayer, Player};
 use arlas_runtime::auth::Token;
 use serde_json::{Value, json};
 
@@ -100,51 +104,36 @@ fn alive(cluster: &mut LocalCluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn path(p: &std::path::Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
 /// Starts the cluster, measures, stops it; returns the JSON record.
 pub fn run(args: &ClusterArgs) -> anyhow::Result<Value> {
     if args.dir.exists() {
         std::fs::remove_dir_all(&args.dir)?;
     }
-    let batch = args.tasks * args.group_size;
-    let mut learner_args = vec!["--batch-episodes".to_string(), batch.to_string()];
-    let mut actor_args = vec![
-        "--tasks".to_string(),
-        args.tasks.to_string(),
-        "--group-size".to_string(),
-        args.group_size.to_string(),
-        "--agent-max-tokens".to_string(),
-        args.max_tokens.to_string(),
-        "--attacker-max-tokens".to_string(),
-        args.max_tokens.to_string(),
-    ];
-    actor_args.extend([
-        "--format-error-penalty".to_string(),
-        args.format_error_penalty.to_string(),
-    ]);
-    if args.sync {
-        learner_args.push("--sync".into());
-        actor_args.push("--sync".into());
-    }
-    let init = |player: &str| match &args.warm {
-        Some(warm) => vec![
-            "--init".to_string(),
-            path(&warm.join(player).join("warmup")),
-        ],
-        None => vec!["--model".to_string(), "tiny".to_string()],
+    let learner = |player: Player| LearnerArgs {
+        batch_episodes: Some(args.tasks * args.group_size),
+        sync: args.sync,
+        init: args
+            .warm
+            .as_ref()
+            .map(|warm| warm.join(player.name()).join("warmup")),
+        model: args.warm.is_none().then(|| "tiny".to_string()),
+        ..LearnerArgs::default()
     };
     let config = ClusterConfig {
         exe: args.exe.clone(),
         dir: args.dir.clone(),
         actors: args.actors,
-        coordinator_args: Vec::new(),
-        learner_args,
-        agent_learner_args: init("agent"),
-        attacker_learner_args: init("attacker"),
-        actor_args,
+        coordinator: CoordinatorArgs::default(),
+        learners: PerPlayer::from_fn(learner),
+        actor: ActorArgs {
+            tasks: Some(args.tasks),
+            group_size: Some(args.group_size),
+            agent_max_tokens: Some(args.max_tokens),
+            attacker_max_tokens: Some(args.max_tokens),
+            format_error_penalty: Some(args.format_error_penalty),
+            sync: args.sync,
+            ..ActorArgs::default()
+        },
         env: vec![("CANDLE_NUM_THREADS".into(), "1".into())],
     };
     let started = Instant::now();

@@ -31,7 +31,12 @@ pub struct Attack {
 impl Attack {
     /// The template with every `{goal}` replaced by the goal sentence.
     pub fn render(&self, goal: &AttackGoal) -> String {
-        self.template.replace(GOAL_TOKEN, goal.sentence())
+        self.render_sentence(goal.sentence())
+    }
+
+    /// The template with `{goal}` replaced by `goal` (a goal sentence).
+    pub fn render_sentence(&self, goal: &str) -> String {
+        self.template.replace(GOAL_TOKEN, goal)
     }
 }
 

@@ -16,7 +16,7 @@ use crate::observation::Observation;
 use crate::profile::{PrivateKind, Profile};
 use crate::split::Split;
 use crate::suite::Suite;
-use crate::suites::{Disclosure, ToolSpec, World};
+use crate::suites::{Disclosure, TaskTemplate, ToolSpec, World};
 use crate::text::{normalise, normalise_into, snippet};
 
 /// Everything that determines an episode: same spec, same episode, byte for byte.
@@ -52,6 +52,31 @@ impl EpisodeSpec {
     pub fn sample_in(suite: Suite, split: Split, seed: u64) -> Self {
         let mut rng = GameRng::seed_from_u64(seed);
         Self::draw(suite, split, seed, &mut rng)
+    }
+
+    /// Checks that the template exists in the suite and belongs to the split.
+    pub fn check(&self) -> Result<()> {
+        self.template_def().map(|_| ())
+    }
+
+    fn template_def(&self) -> Result<&'static TaskTemplate> {
+        let template = self
+            .suite
+            .templates()
+            .iter()
+            .find(|t| t.id == self.template)
+            .ok_or_else(|| Error::UnknownTemplate {
+                suite: self.suite.to_string(),
+                template: self.template.clone(),
+            })?;
+        if template.split != self.split {
+            return Err(Error::TemplateSplit {
+                template: self.template.clone(),
+                actual: template.split.to_string(),
+                requested: self.split.to_string(),
+            });
+        }
+        Ok(template)
     }
 
     fn draw(suite: Suite, split: Split, seed: u64, rng: &mut GameRng) -> Self {
@@ -123,22 +148,7 @@ impl Episode {
     /// Builds the episode `spec` describes.
     pub fn new(spec: EpisodeSpec, config: &GameConfig) -> Result<Self> {
         config.validate()?;
-        let template = spec
-            .suite
-            .templates()
-            .iter()
-            .find(|t| t.id == spec.template)
-            .ok_or_else(|| Error::UnknownTemplate {
-                suite: spec.suite.to_string(),
-                template: spec.template.clone(),
-            })?;
-        if template.split != spec.split {
-            return Err(Error::TemplateSplit {
-                template: spec.template.clone(),
-                actual: template.split.to_string(),
-                requested: spec.split.to_string(),
-            });
-        }
+        let template = spec.template_def()?;
         let pools = match spec.split {
             Split::Train => &TRAIN,
             Split::Eval => &EVAL,

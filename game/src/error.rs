@@ -48,6 +48,10 @@ pub enum Error {
     Config(String),
     #[error("the episode is over ({0}); start a new episode")]
     EpisodeOver(Outcome),
+    /// An environment could not serve a request (a foreign task, a lost episode, a remote
+    /// environment that failed).
+    #[error("environment {name}: {reason}")]
+    Environment { name: String, reason: String },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::split::Split;
-use crate::suites::{self, TaskTemplate, ToolSpec};
+use crate::suites::{self, TaskTemplate};
 
 /// A family of tasks with its own tools and world state, modelled on the paper's environments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -46,26 +46,12 @@ impl Suite {
         }
     }
 
-    pub(crate) fn tools(self) -> &'static [ToolSpec] {
-        match self {
-            Suite::Web => suites::web::TOOLS,
-            Suite::Email => suites::email::TOOLS,
-            Suite::Banking => suites::banking::TOOLS,
-            Suite::Travel => suites::travel::TOOLS,
-        }
-    }
-
     /// The ids of this suite's task templates in `split`, in a fixed order.
     pub fn template_ids(self, split: Split) -> impl Iterator<Item = &'static str> {
         self.templates()
             .iter()
             .filter(move |t| t.split == split)
             .map(|t| t.id)
-    }
-
-    /// The names of this suite's tools; the last one is the final answer.
-    pub fn tool_names(self) -> impl Iterator<Item = &'static str> {
-        self.tools().iter().map(|t| t.name)
     }
 
     /// Who the agent is in this suite (first line of its system prompt).

@@ -23,9 +23,11 @@ pub fn render(root: &Command) -> String {
          Generated from the clap definitions by `{REGENERATE}`; do not edit by hand (a test\n\
          compares this file with the definitions). Every flag can also be set from the\n\
          environment variable next to it (the flag wins). Commands that take `--config FILE`\n\
-         (coordinator, learner, actor) also read the same settings from that TOML file, with\n\
-         snake_case keys: flag > variable > file > default. A default written in the\n\
-         description rather than the default column is applied after the file is read.\n\n\
+         (train, coordinator, learner, actor) also read their settings from that TOML file:\n\
+         flag > variable > file > default (one mechanism, `src/config.rs`). The roles' file\n\
+         keys are their flags in snake_case; `train`'s are the keys of a run's config.json.\n\
+         A default written in the description rather than the default column is applied\n\
+         after the file is read.\n\n\
          ## Every command\n\n"
     );
     table(&mut out, root.get_arguments().filter(|a| a.is_global_set()));

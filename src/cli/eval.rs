@@ -1,212 +1,37 @@
 //! `arlas eval`: a trained agent on held-out tasks, with no attack and against attackers.
 
-use std::path::PathBuf;
-
-use anyhow::Context as _;
-use arlas::pipeline::{evaluate_agent, models};
-use arlas_actor::{Opponent, RolloutConfig, diversity};
-use arlas_coordinator::Population;
-use arlas_game::players::AttackerKind;
-use arlas_game::{EpisodeSpec, Split, play::episode_seed};
-use arlas_policy::{Device, Policy};
+use arlas::evaluate::{EvalArgs, evaluate};
 use clap::Args;
-use serde_json::json;
 
 #[derive(Debug, Args)]
-pub struct EvalArgs {
-    /// The agent: a checkpoint or model directory (e.g. RUN/agent/final), or a --model value.
-    #[arg(long, env = "ARLAS_AGENT")]
-    pub agent: String,
-    /// Tasks to play: eval (held out) or train.
-    #[arg(long, default_value = "eval")]
-    pub split: Split,
-    /// An attack file (JSONL: {"id", "family", "template"}); repeat for several.
-    #[arg(long = "attacks")]
-    pub attacks: Vec<PathBuf>,
-    /// A population directory (RUN/population): play against every member.
-    #[arg(long)]
-    pub population: Option<PathBuf>,
-    /// An attacker checkpoint directory; repeat for several.
-    #[arg(long = "attacker")]
-    pub attackers: Vec<PathBuf>,
-    /// Leave out the built-in template attacker.
-    #[arg(long)]
-    pub no_templates: bool,
-    /// Episodes per attacker (and without attack).
-    #[arg(long, default_value_t = 100)]
-    pub episodes: usize,
-    /// Seed of the episodes and the sampling.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Agent sampling temperature (0 = greedy).
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f32,
-    /// Agent turns per episode.
-    #[arg(long)]
-    pub max_turns: Option<u32>,
-    /// Play only these suites (comma-separated: web,email,banking,travel; default all).
-    #[arg(long, value_delimiter = ',')]
-    pub suites: Vec<arlas_game::Suite>,
-    /// Where tiny models are built and smollm2 is fetched.
-    #[arg(long, env = "ARLAS_MODELS_DIR", default_value = "models")]
-    pub models_dir: PathBuf,
+pub struct EvalCommand {
+    #[command(flatten)]
+    pub args: EvalArgs,
     /// Print one JSON object on stdout (otherwise a table).
     #[arg(long)]
     pub json: bool,
-    /// Also write every attacked episode to this JSON Lines file: task, attacker, the
-    /// injections, the agent's actions as it wrote them, outcome — to see what it does.
-    #[arg(long)]
-    pub transcripts: Option<PathBuf>,
 }
 
-fn load(spec: &str, models_dir: &std::path::Path, device: &Device) -> anyhow::Result<Policy> {
-    let path = std::path::Path::new(spec);
-    if path.is_dir() {
-        models::load_dir(path, models_dir, false, device)
-    } else {
-        models::load(spec, models_dir, false, 0, device)
-    }
-}
-
-pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
-    let device = Device::Cpu;
-    anyhow::ensure!(args.episodes > 0, "--episodes must be at least 1");
-    let agent = load(&args.agent, &args.models_dir, &device)?;
-
-    // Learned attackers: population members and checkpoints, loaded once.
-    let mut learned: Vec<(String, Policy, u64)> = Vec::new();
-    if let Some(dir) = &args.population {
-        let population = Population::open(dir)
-            .with_context(|| format!("cannot open the population at {}", dir.display()))?;
-        for m in population.members() {
-            let policy = models::load_dir(
-                &population.checkpoint_dir(&m.id)?,
-                &args.models_dir,
-                false,
-                &device,
-            )?;
-            learned.push((m.id.clone(), policy, m.attacker_version));
-        }
-    }
-    for dir in &args.attackers {
-        let policy = models::load_dir(dir, &args.models_dir, false, &device)?;
-        learned.push((format!("attacker:{}", dir.display()), policy, 0));
-    }
-
-    let mut opponents = Vec::new();
-    if !args.no_templates {
-        opponents.push(Opponent::templates()?);
-    }
-    for path in &args.attacks {
-        let kind = AttackerKind::File(path.clone());
-        opponents.push(
-            Opponent::scripted(&kind)
-                .with_context(|| format!("cannot load the attack file {}", path.display()))?,
-        );
-    }
-    for (name, policy, version) in &learned {
-        opponents.push(Opponent::policy(name.clone(), policy, *version));
-    }
-
-    let specs: Vec<EpisodeSpec> = (0..args.episodes)
-        .map(|k| {
-            EpisodeSpec::sample_from(&args.suites, args.split, episode_seed(args.seed, k as u64))
-        })
-        .collect();
-    let mut config = RolloutConfig {
-        seed: args.seed,
-        ..RolloutConfig::default()
-    };
-    config.agent_sampling.temperature = args.temperature;
-    if let Some(t) = args.max_turns {
-        config.game.max_turns = t;
-    }
-    config.game.suites.clone_from(&args.suites);
-    let (report, attacked) = evaluate_agent(&agent, 0, &mut opponents, &specs, &config)?;
-    if let Some(path) = &args.transcripts {
-        write_transcripts(path, &agent, &attacked)?;
-    }
-    let mut by_attacker = serde_json::to_value(&report.by_attacker)?;
-    // Diversity of what each attacker wrote.
-    if let Some(map) = by_attacker.as_object_mut() {
-        for (name, entry) in map.iter_mut() {
-            let injections: Vec<&str> = attacked
-                .iter()
-                .filter(|t| &t.opponent == name)
-                .flat_map(|t| t.injections.iter().map(String::as_str))
-                .collect();
-            if let Some(obj) = entry.as_object_mut() {
-                obj.insert(
-                    "diversity".into(),
-                    serde_json::to_value(diversity(&injections))?,
-                );
-            }
-        }
-    }
-    let out = json!({
-        "agent": args.agent,
-        "split": args.split,
-        "seed": args.seed,
-        "episodes": report.episodes,
-        "episodes_per_attacker": args.episodes,
-        "task_success_rate": report.task_success_rate,
-        "task_success_rate_under_attack": report.task_success_rate_under_attack,
-        "attack_success_rate": report.attack_success_rate,
-        "no_attack": report.no_attack,
-        "by_attacker": by_attacker,
-    });
-    if args.json {
+pub fn eval(command: EvalCommand) -> anyhow::Result<()> {
+    let args = command.args;
+    let out = evaluate(&args)?;
+    if command.json {
         println!("{}", serde_json::to_string(&out)?);
-    } else {
-        println!(
-            "agent {} on {} tasks ({} episodes per attacker)",
-            args.agent,
-            args.split.name(),
-            args.episodes
-        );
-        println!(
-            "task success rate, no attack: {:.3}",
-            report.task_success_rate
-        );
-        println!("| {:<40} | {:>6} | {:>6} |", "attacker", "TSR", "ASR");
-        for (name, r) in &report.by_attacker {
-            println!(
-                "| {:<40} | {:>6.3} | {:>6.3} |",
-                name, r.task_success_rate, r.attack_success_rate
-            );
-        }
+        return Ok(());
     }
-    Ok(())
-}
-
-/// One JSON line per episode: what the attacker injected and what the agent wrote.
-fn write_transcripts(
-    path: &std::path::Path,
-    agent: &Policy,
-    episodes: &[arlas_core::Trajectory],
-) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    println!(
+        "agent {} on {} tasks ({} episodes per attacker)",
+        args.agent,
+        args.split.name(),
+        args.episodes
     );
-    for t in episodes {
-        let actions = t
-            .agent
-            .iter()
-            .map(|s| agent.tokenizer().decode(&s.completion, true))
-            .collect::<Result<Vec<_>, _>>()?;
-        let line = json!({
-            "suite": t.spec.suite.name(),
-            "template": t.spec.template,
-            "seed": t.spec.seed,
-            "attacker": t.opponent,
-            "injections": t.injections,
-            "agent_actions": actions,
-            "outcome": t.outcome,
-            "turns": t.turns,
-        });
-        writeln!(out, "{line}")?;
+    println!("task success rate, no attack: {:.3}", out.task_success_rate);
+    println!("| {:<40} | {:>6} | {:>6} |", "attacker", "TSR", "ASR");
+    for (name, r) in &out.by_attacker {
+        println!(
+            "| {:<40} | {:>6.3} | {:>6.3} |",
+            name, r.rates.task_success_rate, r.rates.attack_success_rate
+        );
     }
-    out.flush()?;
     Ok(())
 }

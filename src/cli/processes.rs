@@ -3,37 +3,54 @@
 //! player and N actors as separate `arlas` processes on loopback (`arlas::cluster`), until
 //! each learner has trained `--iterations` batches of `tasks × group size` trajectories (an
 //! iteration's worth each; a batch whose groups all have equal rewards teaches nothing and
-//! makes no new version); then a held-out evaluation of the final agent with `arlas eval`.
+//! makes no new version); then a held-out evaluation of the final agent, in this process.
+//! Each role's settings are built here as values (`arlas::roles`) and written to its
+//! `--config` file by the cluster.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use arlas::cluster::{ClusterConfig, LocalCluster};
-use arlas::pipeline::{self, RunDir, Settings, Start};
+use arlas::evaluate::EvalArgs;
+use arlas::pipeline::{self, RunDir, RunOptions, Settings, Start};
+use arlas::roles::actor::ActorArgs;
+use arlas::roles::coordinator::CoordinatorArgs;
+use arlas::roles::learner::LearnerArgs;
 use arlas_client::{CoordinatorClient, LearnerClient};
+use arlas_core::PerPlayer;
 use arlas_core::RunView;
+use arlas_policy::Device;
 use arlas_runtime::auth::Token;
 
 /// How often the coordinator is asked for the run's state.
 const POLL: Duration = Duration::from_secs(2);
 
+/// How the cluster runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Actor processes.
+    pub actors: usize,
+    /// Lock-step rounds.
+    pub sync: bool,
+    pub quiet: bool,
+    /// `--device`, for the warm-up, every role and the final evaluation.
+    pub device: String,
+}
+
 /// Runs the warm-up (unless done) and then the cluster.
-pub fn run(
-    dir: &Path,
-    settings: Settings,
-    actors: usize,
-    sync: bool,
-    quiet: bool,
-) -> anyhow::Result<()> {
+pub fn run(dir: &Path, settings: Settings, options: &Options) -> anyhow::Result<()> {
+    let Options { actors, quiet, .. } = *options;
+    let device = arlas_policy::device_from_name(&options.device)
+        .with_context(|| format!("--device {}", options.device))?;
     anyhow::ensure!(actors >= 1, "--processes needs at least 1 actor");
     anyhow::ensure!(
         settings.freeze.is_none(),
         "--freeze is not supported with --processes: run the one-machine pipeline for it"
     );
     let iterations = settings.iterations;
-    warm_up(dir, &settings, quiet)?;
-    let config = cluster_config(dir, &settings, actors, sync)?;
+    warm_up(dir, &settings, quiet, &device)?;
+    let config = cluster_config(dir, &settings, options)?;
     eprintln!(
         "arlas train --processes {actors}: coordinator, 2 learners and {actors} actors; logs in {}",
         config.dir.join("logs").display()
@@ -60,14 +77,14 @@ pub fn run(
         checkpoint.display()
     );
     if settings.eval.episodes > 0 {
-        evaluate(dir, &checkpoint, &settings)?;
+        evaluate(dir, &checkpoint, &settings, &options.device)?;
     }
     Ok(())
 }
 
 /// The one-machine warm-up (both players' imitation, `agent/warmup`, `attacker/warmup`),
 /// skipped when the run directory already has it.
-fn warm_up(dir: &Path, settings: &Settings, quiet: bool) -> anyhow::Result<()> {
+fn warm_up(dir: &Path, settings: &Settings, quiet: bool, device: &Device) -> anyhow::Result<()> {
     let warmed = dir.join("agent/warmup").is_dir() && dir.join("attacker/warmup").is_dir();
     if warmed {
         eprintln!("warm-up found in {}: skipping it", dir.display());
@@ -80,80 +97,67 @@ fn warm_up(dir: &Path, settings: &Settings, quiet: bool) -> anyhow::Result<()> {
         warmup.iterations = 0;
         Start::New(Box::new(warmup))
     };
-    pipeline::run(RunDir::new(dir.to_path_buf()), start, !quiet)?;
+    let options = RunOptions {
+        show_progress: !quiet,
+        device: device.clone(),
+    };
+    pipeline::run(RunDir::new(dir.to_path_buf()), start, &options)?;
     Ok(())
 }
 
-fn cluster_config(
-    dir: &Path,
-    s: &Settings,
-    actors: usize,
-    sync: bool,
-) -> anyhow::Result<ClusterConfig> {
+/// Each role's settings as values, from the run's settings: the same game, sampling and
+/// GRPO settings the one-process pipeline uses, each player's learner with its own.
+fn cluster_config(dir: &Path, s: &Settings, options: &Options) -> anyhow::Result<ClusterConfig> {
+    let sync = options.sync;
     let exe = std::env::current_exe().context("cannot find the arlas binary")?;
-    let path = |p: &Path| p.to_string_lossy().into_owned();
-    let mut learner_args = vec![
-        "--models-dir".to_string(),
-        path(&s.models_dir),
-        "--seed".to_string(),
-        s.seed.to_string(),
-        "--batch-episodes".to_string(),
-        (s.tasks_per_iteration * s.group_size).to_string(),
-        "--clip-low".to_string(),
-        s.agent.train.clip_low.to_string(),
-        "--clip-high".to_string(),
-        s.agent.train.clip_high.to_string(),
-        "--kl-coef".to_string(),
-        s.agent.train.kl_coef.to_string(),
-    ];
-    let mut actor_args = vec![
-        "--models-dir".to_string(),
-        path(&s.models_dir),
-        "--seed".to_string(),
-        s.seed.to_string(),
-        "--group-size".to_string(),
-        s.group_size.to_string(),
-        "--tasks".to_string(),
-        s.tasks_per_iteration.to_string(),
-        "--max-turns".to_string(),
-        s.rollout.game.max_turns.to_string(),
-        "--agent-max-tokens".to_string(),
-        s.rollout.agent_sampling.max_new_tokens.to_string(),
-        "--attacker-max-tokens".to_string(),
-        s.rollout.attacker_sampling.max_new_tokens.to_string(),
-        "--temperature".to_string(),
-        s.rollout.agent_sampling.temperature.to_string(),
-        "--batch-size".to_string(),
-        s.rollout.batch_size.to_string(),
-    ];
-    if sync {
-        learner_args.push("--sync".to_string());
-        actor_args.push("--sync".to_string());
-    }
-    let init = |player: &str, lr: f64| {
-        vec![
-            "--init".to_string(),
-            path(&dir.join(player).join("warmup")),
-            "--lr".to_string(),
-            lr.to_string(),
-        ]
+    let coordinator = CoordinatorArgs {
+        opponents: Some(s.opponents),
+        opponent_sampling: Some(s.opponent_sampling),
+        seed: Some(s.seed),
+        ..CoordinatorArgs::default()
+    };
+    let learners = PerPlayer::from_fn(|player| {
+        let learner = s.learner(player);
+        LearnerArgs {
+            init: Some(dir.join(player.name()).join("warmup")),
+            models_dir: Some(s.models_dir.clone()),
+            seed: Some(s.seed),
+            sync,
+            batch_episodes: Some(s.tasks_per_iteration * s.group_size),
+            max_staleness: Some(learner.max_staleness),
+            minibatch_size: Some(learner.minibatch_size),
+            lr: Some(learner.train.learning_rate),
+            clip_low: Some(learner.train.clip_low),
+            clip_high: Some(learner.train.clip_high),
+            kl_coef: Some(learner.train.kl_coef),
+            device: Some(options.device.clone()),
+            ..LearnerArgs::default()
+        }
+    });
+    let game = &s.rollout.game;
+    let actor = ActorArgs {
+        models_dir: Some(s.models_dir.clone()),
+        seed: Some(s.seed),
+        sync,
+        group_size: Some(s.group_size),
+        tasks: Some(s.tasks_per_iteration),
+        max_turns: Some(game.max_turns),
+        format_error_penalty: Some(game.format_error_penalty),
+        suites: game.suites.clone(),
+        agent_max_tokens: Some(s.rollout.agent_sampling.max_new_tokens),
+        attacker_max_tokens: Some(s.rollout.attacker_sampling.max_new_tokens),
+        temperature: Some(s.rollout.agent_sampling.temperature),
+        batch_size: Some(s.rollout.batch_size),
+        device: Some(options.device.clone()),
+        ..ActorArgs::default()
     };
     Ok(ClusterConfig {
         exe,
         dir: dir.join("cluster"),
-        actors,
-        coordinator_args: vec![
-            "--opponents".to_string(),
-            s.opponents.to_string(),
-            "--opponent-sampling".to_string(),
-            s.opponent_sampling.to_string(),
-            "--seed".to_string(),
-            s.seed.to_string(),
-        ],
-        learner_args,
-        agent_learner_args: init("agent", s.agent.train.learning_rate),
-        attacker_learner_args: init("attacker", s.attacker.train.learning_rate),
-        actor_args,
+        actors: options.actors,
+        coordinator,
+        learners,
+        actor,
         // Every process computes on one thread: N actors and 2 learners share the cores.
         env: vec![(
             "CANDLE_NUM_THREADS".to_string(),
@@ -246,39 +250,29 @@ fn learner_checkpoint(dir: &Path, player: &str, version: u64) -> PathBuf {
         .join(format!("v{version:08}"))
 }
 
-/// Held-out evaluation of the final agent against templates and the population, by the
-/// `arlas eval` command, written to `DIR/eval/cluster.json`.
-fn evaluate(dir: &Path, agent: &Path, s: &Settings) -> anyhow::Result<()> {
-    let exe = std::env::current_exe()?;
-    std::fs::create_dir_all(dir.join("eval"))?;
+/// Held-out evaluation of the final agent against the templates and the population, in
+/// this process, written to `DIR/eval/cluster.json`.
+fn evaluate(dir: &Path, agent: &Path, s: &Settings, device: &str) -> anyhow::Result<()> {
+    let args = EvalArgs {
+        population: Some(dir.join("cluster/coordinator/population")),
+        models_dir: s.models_dir.clone(),
+        episodes: s.eval.episodes,
+        seed: s.seed,
+        temperature: s.eval.agent_temperature,
+        max_turns: Some(s.rollout.game.max_turns),
+        suites: s.rollout.game.suites.clone(),
+        device: device.to_string(),
+        ..EvalArgs::new(agent.to_string_lossy())
+    };
+    let report = arlas::evaluate::evaluate(&args)
+        .with_context(|| format!("cannot evaluate {}", agent.display()))?;
     let out = dir.join("eval/cluster.json");
-    let output = std::process::Command::new(exe)
-        .arg("eval")
-        .arg("--agent")
-        .arg(agent)
-        .arg("--population")
-        .arg(dir.join("cluster/coordinator/population"))
-        .arg("--models-dir")
-        .arg(&s.models_dir)
-        .args(["--split", "eval", "--json"])
-        .args(["--episodes", &s.eval.episodes.to_string()])
-        .args(["--seed", &s.seed.to_string()])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("cannot run arlas eval")?;
-    anyhow::ensure!(
-        output.status.success(),
-        "arlas eval of {} failed ({})",
-        agent.display(),
-        output.status
-    );
-    std::fs::write(&out, &output.stdout)?;
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    pipeline::run_dir::write_json(&out, &report)?;
     eprintln!(
-        "final agent, held-out tasks: TSR {} / under attack {} / ASR {}; {}",
-        report["task_success_rate"],
-        report["task_success_rate_under_attack"],
-        report["attack_success_rate"],
+        "final agent, held-out tasks: TSR {:.3} / under attack {:.3} / ASR {:.3}; {}",
+        report.task_success_rate,
+        report.task_success_rate_under_attack,
+        report.attack_success_rate,
         out.display()
     );
     Ok(())

@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use arlas::pipeline::{self, RunDir, Settings, Start, Summary};
+use arlas::pipeline::{self, RunDir, RunOptions, Settings, Start, Summary};
 use arlas_coordinator::{OpponentPool, OpponentSampling};
 use arlas_learner::Player;
 use clap::Args;
+use serde::Serialize;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -21,7 +22,8 @@ pub struct TrainArgs {
     /// Continue the stopped run in this directory, with its own settings.
     #[arg(long, env = "ARLAS_RESUME")]
     pub resume: Option<PathBuf>,
-    /// Settings file (JSON, the format of a run's config.json); flags override it.
+    /// Settings file: TOML with the keys of a run's config.json (a JSON file named *.json
+    /// also reads); it changes only what it names, and flags override it.
     #[arg(long, env = "ARLAS_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(flatten)]
@@ -32,6 +34,10 @@ pub struct TrainArgs {
     /// Print the final summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Device the models sample and train on: cpu, cuda or cuda:N (a build with
+    /// `--features cuda`). With --processes, every role uses it.
+    #[arg(long, env = "ARLAS_DEVICE", default_value = "cpu")]
+    pub device: String,
     /// Run the adversarial iterations as a cluster on this machine: a coordinator, one
     /// learner per player and this many actor processes on loopback (after the warm-up,
     /// which runs in-process). Roles' data and logs go to RUN_DIR/cluster/.
@@ -44,8 +50,9 @@ pub struct TrainArgs {
     pub sync: bool,
 }
 
-/// Settings of a run; each flag overrides the config file or the defaults.
-#[derive(Debug, Args, Default)]
+/// Settings of a run, each flag a key of the settings (`config.json`'s layout) that it
+/// overrides: `--agent-lr` is `agent.train.learning_rate`, `--clip-low` sets both players'.
+#[derive(Debug, Args, Default, Serialize)]
 pub struct SettingsArgs {
     /// Base model of both players: tiny, tiny-2m, tiny-20m, smollm2, or a model directory.
     #[arg(long, env = "ARLAS_MODEL")]
@@ -55,9 +62,11 @@ pub struct SettingsArgs {
     pub models_dir: Option<PathBuf>,
     /// Start the agent from this checkpoint (skips its warm-up).
     #[arg(long)]
+    #[serde(rename = "agent_init")]
     pub agent: Option<PathBuf>,
     /// Start the attacker from this checkpoint (skips its warm-up).
     #[arg(long)]
+    #[serde(rename = "attacker_init")]
     pub attacker: Option<PathBuf>,
     /// Seed of everything random in the run.
     #[arg(long, env = "ARLAS_SEED")]
@@ -82,171 +91,103 @@ pub struct SettingsArgs {
     pub freeze: Option<Player>,
     /// GRPO lower clip bound of the policy ratio (both players).
     #[arg(long)]
+    #[serde(rename = "agent.train.clip_low,attacker.train.clip_low")]
     pub clip_low: Option<f64>,
     /// GRPO upper clip bound of the policy ratio (both players).
     #[arg(long)]
+    #[serde(rename = "agent.train.clip_high,attacker.train.clip_high")]
     pub clip_high: Option<f64>,
     /// Coefficient of the KL penalty to the warm-up policy (both players).
     #[arg(long)]
+    #[serde(rename = "agent.train.kl_coef,attacker.train.kl_coef")]
     pub kl_coef: Option<f64>,
     /// Learning rate of the agent's GRPO updates.
     #[arg(long)]
+    #[serde(rename = "agent.train.learning_rate")]
     pub agent_lr: Option<f64>,
     /// Learning rate of the attacker's GRPO updates.
     #[arg(long)]
+    #[serde(rename = "attacker.train.learning_rate")]
     pub attacker_lr: Option<f64>,
     /// Scripted episodes demonstrated in the warm-up.
     #[arg(long)]
+    #[serde(rename = "warmup.episodes")]
     pub warmup_episodes: Option<usize>,
     /// Passes over the demonstrations.
     #[arg(long)]
+    #[serde(rename = "warmup.epochs")]
     pub warmup_epochs: Option<usize>,
     /// Demonstrations per optimizer step in the warm-up.
     #[arg(long)]
+    #[serde(rename = "warmup.minibatch_size")]
     pub warmup_batch: Option<usize>,
     /// Learning rate of the warm-up.
     #[arg(long)]
+    #[serde(rename = "warmup.train.learning_rate")]
     pub warmup_lr: Option<f64>,
     /// Fraction of the agent's demonstrations played by the gullible naive:1.0 agent.
     #[arg(long)]
+    #[serde(rename = "warmup.naive_fraction")]
     pub naive_fraction: Option<f64>,
     /// Agent turns per episode.
     #[arg(long)]
+    #[serde(rename = "rollout.game.max_turns")]
     pub max_turns: Option<u32>,
     /// Play only these suites (comma-separated: web,email,banking,travel; default all) in
     /// the warm-up, the iterations and the evaluation: the small-scale setting.
     #[arg(long, value_delimiter = ',')]
+    #[serde(rename = "rollout.game.suites", skip_serializing_if = "Vec::is_empty")]
     pub suites: Vec<arlas_game::Suite>,
     /// New tokens an agent action may take.
     #[arg(long)]
+    #[serde(rename = "rollout.agent_sampling.max_new_tokens")]
     pub agent_max_tokens: Option<usize>,
     /// New tokens an injection may take.
     #[arg(long)]
+    #[serde(rename = "rollout.attacker_sampling.max_new_tokens")]
     pub attacker_max_tokens: Option<usize>,
     /// Sampling temperature of both players during training rollouts.
     #[arg(long)]
+    #[serde(rename = "rollout.agent_sampling.temperature,rollout.attacker_sampling.temperature")]
     pub temperature: Option<f32>,
     /// Episodes played at once by the actor.
     #[arg(long)]
+    #[serde(rename = "rollout.batch_size")]
     pub batch_size: Option<usize>,
     /// Held-out episodes per attacker in evaluations.
     #[arg(long)]
+    #[serde(rename = "eval.episodes")]
     pub eval_episodes: Option<usize>,
     /// Evaluate every this many iterations (0 = only after the warm-up and at the end).
     #[arg(long)]
+    #[serde(rename = "eval.every")]
     pub eval_every: Option<u32>,
 }
-
-impl SettingsArgs {
-    /// Applies every given flag to `s`.
-    pub fn apply(&self, s: &mut Settings) {
-        macro_rules! set {
-            ($flag:expr, $field:expr) => {
-                if let Some(v) = $flag.clone() {
-                    $field = v;
-                }
-            };
-        }
-        set!(self.model, s.model);
-        set!(self.models_dir, s.models_dir);
-        if self.agent.is_some() {
-            s.agent_init = self.agent.clone();
-        }
-        if self.attacker.is_some() {
-            s.attacker_init = self.attacker.clone();
-        }
-        set!(self.seed, s.seed);
-        set!(self.iterations, s.iterations);
-        set!(self.tasks_per_iteration, s.tasks_per_iteration);
-        set!(self.group_size, s.group_size);
-        set!(self.opponents, s.opponents);
-        set!(self.opponent_sampling, s.opponent_sampling);
-        if self.freeze.is_some() {
-            s.freeze = self.freeze;
-        }
-        for learner in [&mut s.agent, &mut s.attacker] {
-            set!(self.clip_low, learner.train.clip_low);
-            set!(self.clip_high, learner.train.clip_high);
-            set!(self.kl_coef, learner.train.kl_coef);
-        }
-        set!(self.agent_lr, s.agent.train.learning_rate);
-        set!(self.attacker_lr, s.attacker.train.learning_rate);
-        set!(self.warmup_episodes, s.warmup.episodes);
-        set!(self.warmup_epochs, s.warmup.epochs);
-        set!(self.warmup_lr, s.warmup.train.learning_rate);
-        set!(self.warmup_batch, s.warmup.minibatch_size);
-        set!(self.naive_fraction, s.warmup.naive_fraction);
-        set!(self.max_turns, s.rollout.game.max_turns);
-        if !self.suites.is_empty() {
-            s.rollout.game.suites.clone_from(&self.suites);
-        }
-        set!(self.batch_size, s.rollout.batch_size);
-        set!(
-            self.agent_max_tokens,
-            s.rollout.agent_sampling.max_new_tokens
-        );
-        set!(
-            self.attacker_max_tokens,
-            s.rollout.attacker_sampling.max_new_tokens
-        );
-        set!(self.temperature, s.rollout.agent_sampling.temperature);
-        set!(self.temperature, s.rollout.attacker_sampling.temperature);
-        set!(self.eval_episodes, s.eval.episodes);
-        set!(self.eval_every, s.eval.every);
-    }
-}
-
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let (dir, start) = match (&args.resume, &args.run_dir) {
         (Some(dir), _) => (dir.clone(), Start::Resume),
         (None, Some(dir)) => {
-            let mut settings = match &args.config {
-                Some(path) => {
-                    let text = std::fs::read_to_string(path).with_context(|| {
-                        format!("cannot read the config file {}", path.display())
-                    })?;
-                    settings_from_json(&text).with_context(|| {
-                        format!("{} is not a valid settings file", path.display())
-                    })?
-                }
-                None => Settings::default(),
-            };
-            args.settings.apply(&mut settings);
+            let settings =
+                arlas::config::load(&Settings::default(), args.config.as_deref(), &args.settings)?;
             if let Some(actors) = args.processes {
-                return super::processes::run(dir, settings, actors, args.sync, args.quiet);
+                let options = super::processes::Options {
+                    actors,
+                    sync: args.sync,
+                    quiet: args.quiet,
+                    device: args.device.clone(),
+                };
+                return super::processes::run(dir, settings, &options);
             }
             (dir.clone(), Start::New(Box::new(settings)))
         }
         (None, None) => anyhow::bail!("give --run-dir DIR for a new run or --resume DIR"),
     };
-    let summary = pipeline::run(RunDir::new(dir), start, !args.quiet)?;
+    let options = RunOptions {
+        show_progress: !args.quiet,
+        device: device(&args.device)?,
+    };
+    let summary = pipeline::run(RunDir::new(dir), start, &options)?;
     print_summary(&summary, args.json)
-}
-
-/// A settings file is a partial override of the defaults: every table it names is merged
-/// key by key into the default settings, so `{"agent": {"train": {"micro_batch_size": 1}}}`
-/// changes that one value and keeps the agent's default learning rate (deserializing the
-/// file alone would fill the rest of `train` from `TrainConfig`'s defaults, not the run's).
-fn settings_from_json(text: &str) -> anyhow::Result<Settings> {
-    fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
-        match (base, over) {
-            (serde_json::Value::Object(base), serde_json::Value::Object(over)) => {
-                for (key, value) in over {
-                    match base.get_mut(&key) {
-                        Some(slot) => merge(slot, value),
-                        None => {
-                            base.insert(key, value);
-                        }
-                    }
-                }
-            }
-            (slot, value) => *slot = value,
-        }
-    }
-    let over: serde_json::Value = serde_json::from_str(text)?;
-    let mut merged = serde_json::to_value(Settings::default())?;
-    merge(&mut merged, over);
-    Ok(serde_json::from_value(merged)?)
 }
 
 #[derive(Debug, Args)]
@@ -286,12 +227,17 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         settings.iterations,
         dir.display()
     );
-    let summary = pipeline::run(
-        RunDir::new(dir),
-        Start::New(Box::new(settings)),
-        !args.quiet,
-    )?;
+    let options = RunOptions {
+        show_progress: !args.quiet,
+        device: arlas_policy::Device::Cpu,
+    };
+    let summary = pipeline::run(RunDir::new(dir), Start::New(Box::new(settings)), &options)?;
     print_summary(&summary, args.json)
+}
+
+/// The device of `--device`, with the flag named in the error.
+fn device(name: &str) -> anyhow::Result<arlas_policy::Device> {
+    arlas_policy::device_from_name(name).with_context(|| format!("--device {name}"))
 }
 
 fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
@@ -319,20 +265,48 @@ fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SettingsArgs,
+    }
+
+    fn load(file: &std::path::Path, flags: &[&str]) -> anyhow::Result<Settings> {
+        let args = Cli::try_parse_from(std::iter::once("arlas").chain(flags.iter().copied()))?.args;
+        arlas::config::load(&Settings::default(), Some(file), &args)
+    }
 
     #[test]
-    fn a_settings_file_overrides_only_what_it_names() {
-        let s = settings_from_json(
+    fn a_settings_file_overrides_only_what_it_names_and_flags_override_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let json = tmp.path().join("s.json");
+        std::fs::write(
+            &json,
             r#"{"agent": {"train": {"micro_batch_size": 1}}, "rollout": {"game": {"suites": ["banking"]}}}"#,
         )
         .unwrap();
+        let s = load(&json, &["--clip-low", "0.2"]).unwrap();
         let d = Settings::default();
         assert_eq!(s.agent.train.micro_batch_size, 1);
         assert!((s.agent.train.learning_rate - d.agent.train.learning_rate).abs() < 1e-12);
         assert_eq!(s.agent.minibatch_size, d.agent.minibatch_size);
         assert_eq!(s.rollout.game.max_turns, d.rollout.game.max_turns);
         assert_eq!(s.rollout.game.suites, vec![arlas_game::Suite::Banking]);
-        let err = settings_from_json(r#"{"agent": {"train": {"micro_batch": 1}}}"#).unwrap_err();
+        assert!((s.agent.train.clip_low - 0.2).abs() < 1e-12);
+        assert!(
+            (s.attacker.train.clip_low - 0.2).abs() < 1e-12,
+            "--clip-low sets both"
+        );
+
+        let toml = tmp.path().join("s.toml");
+        std::fs::write(&toml, "iterations = 3\n[warmup]\nepisodes = 8\n").unwrap();
+        let s = load(&toml, &["--iterations", "5"]).unwrap();
+        assert_eq!((s.iterations, s.warmup.episodes), (5, 8));
+
+        std::fs::write(&json, r#"{"agent": {"train": {"micro_batch": 1}}}"#).unwrap();
+        let err = load(&json, &[]).unwrap_err();
         assert!(format!("{err:#}").contains("micro_batch"), "{err:#}");
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! DIR/
-//!   token              the shared token (every role gets --token-file)
+//!   token              the shared token (every role's token_file)
+//!   config/ROLE.toml   each role's settings (its --config file)
 //!   coordinator/       the coordinator's --data
 //!   learner-agent/     the agent learner's --data (checkpoints/vNNNNNNNN/ are its versions)
 //!   learner-attacker/  the attacker learner's --data
@@ -11,19 +12,31 @@
 //!   logs/ROLE.log      each role's stdout and stderr
 //! ```
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use arlas_core::{PerPlayer, Player};
+use serde::Serialize;
 
 use super::process::RoleProcess;
+use crate::roles::actor::ActorArgs;
+use crate::roles::coordinator::CoordinatorArgs;
+use crate::roles::learner::LearnerArgs;
+
+/// Loopback, a port from the OS (the role announces the one it got).
+const LOOPBACK_ANY: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 /// How long a role may take to print its start line and to become ready.
 pub const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a role gets to exit after SIGTERM.
 pub const STOP_GRACE: Duration = Duration::from_secs(30);
 
-/// What to launch.
+/// What to launch: each role's settings as values. The cluster fills in what belongs to
+/// one instance (addresses on loopback, data directories, the token, the coordinator's
+/// URL, names), writes each role's `--config` file to `DIR/config/ROLE.toml` and starts
+/// `arlas ROLE --config FILE`.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
     /// The `arlas` binary.
@@ -33,16 +46,11 @@ pub struct ClusterConfig {
     pub dir: PathBuf,
     /// Actor processes started with the cluster.
     pub actors: usize,
-    /// Extra arguments of `arlas coordinator`.
-    pub coordinator_args: Vec<String>,
-    /// Extra arguments of both learners.
-    pub learner_args: Vec<String>,
-    /// Extra arguments of the agent learner (e.g. `--init RUN/agent/warmup`).
-    pub agent_learner_args: Vec<String>,
-    /// Extra arguments of the attacker learner.
-    pub attacker_learner_args: Vec<String>,
-    /// Extra arguments of every actor.
-    pub actor_args: Vec<String>,
+    pub coordinator: CoordinatorArgs,
+    /// Each player's learner (`player` is set by the cluster).
+    pub learners: PerPlayer<LearnerArgs>,
+    /// Every actor.
+    pub actor: ActorArgs,
     /// Environment of every role (e.g. `CANDLE_NUM_THREADS`).
     pub env: Vec<(String, String)>,
 }
@@ -70,30 +78,23 @@ impl LocalCluster {
     /// next starts (learners publish their first version while starting).
     pub fn start(config: ClusterConfig) -> anyhow::Result<Self> {
         let dir = &config.dir;
-        std::fs::create_dir_all(dir.join("logs"))
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        for sub in ["logs", "config"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         let token = dir.join("token");
         if !token.exists() {
             write_token(&token)?;
         }
-        let mut coordinator = spawn(
-            &config,
-            "coordinator",
-            [
-                "coordinator",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-                "--data",
-            ]
-            .into_iter()
-            .map(String::from)
-            .chain([path_arg(&dir.join("coordinator"))])
-            .chain(token_args(&token))
-            .chain(config.coordinator_args.iter().cloned())
-            .collect(),
-        )?;
+        let loopback = Some(LOOPBACK_ANY);
+        let coordinator_settings = CoordinatorArgs {
+            listen: loopback,
+            metrics_listen: loopback,
+            data: Some(dir.join("coordinator")),
+            token_file: Some(token.clone()),
+            ..config.coordinator.clone()
+        };
+        let mut coordinator = spawn(&config, "coordinator", "coordinator", &coordinator_settings)?;
         coordinator.wait_ready(START_TIMEOUT)?;
         coordinator.pin_addresses();
         let grpc = coordinator
@@ -101,34 +102,24 @@ impl LocalCluster {
             .grpc
             .context("the coordinator announced no gRPC address")?;
         let url = format!("http://{grpc}");
-        let learner = |player: &str, extra: &[String]| -> anyhow::Result<RoleProcess> {
+        let learner = |player: Player| -> anyhow::Result<RoleProcess> {
             let name = format!("learner-{player}");
-            let mut args: Vec<String> = [
-                "learner",
-                "--player",
-                player,
-                "--coordinator",
-                &url,
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-                "--data",
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect();
-            args.push(path_arg(&dir.join(&name)));
-            args.extend(token_args(&token));
-            args.extend(config.learner_args.iter().cloned());
-            args.extend(extra.iter().cloned());
-            let mut role = spawn(&config, &name, args)?;
+            let settings = LearnerArgs {
+                player: Some(player),
+                coordinator: Some(url.clone()),
+                listen: loopback,
+                metrics_listen: loopback,
+                data: Some(dir.join(&name)),
+                token_file: Some(token.clone()),
+                ..config.learners[player].clone()
+            };
+            let mut role = spawn(&config, &name, "learner", &settings)?;
             role.wait_ready(START_TIMEOUT)?;
             role.pin_addresses();
             Ok(role)
         };
-        let agent_learner = learner("agent", &config.agent_learner_args)?;
-        let attacker_learner = learner("attacker", &config.attacker_learner_args)?;
+        let agent_learner = learner(Player::Agent)?;
+        let attacker_learner = learner(Player::Attacker)?;
         let mut cluster = Self {
             token,
             url,
@@ -166,23 +157,15 @@ impl LocalCluster {
         let k = self.next_actor;
         self.next_actor += 1;
         let name = format!("actor-{k}");
-        let mut args: Vec<String> = [
-            "actor",
-            "--coordinator",
-            &self.url,
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--name",
-            &name,
-            "--cache",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect();
-        args.push(path_arg(&self.config.dir.join(&name)));
-        args.extend(token_args(&self.token));
-        args.extend(self.config.actor_args.iter().cloned());
-        let role = spawn(&self.config, &name, args)?;
+        let settings = ActorArgs {
+            coordinator: Some(self.url.clone()),
+            metrics_listen: Some(LOOPBACK_ANY),
+            name: Some(name.clone()),
+            cache: Some(self.config.dir.join(&name)),
+            token_file: Some(self.token.clone()),
+            ..self.config.actor.clone()
+        };
+        let role = spawn(&self.config, &name, "actor", &settings)?;
         self.actors.push(role);
         let last = self.actors.len() - 1;
         Ok(&mut self.actors[last])
@@ -219,8 +202,21 @@ impl LocalCluster {
     }
 }
 
-fn spawn(config: &ClusterConfig, name: &str, args: Vec<String>) -> anyhow::Result<RoleProcess> {
+/// Writes `settings` to `DIR/config/NAME.toml` and starts `arlas ROLE --config FILE`.
+fn spawn(
+    config: &ClusterConfig,
+    name: &str,
+    role: &str,
+    settings: &impl Serialize,
+) -> anyhow::Result<RoleProcess> {
+    let file = config.dir.join("config").join(format!("{name}.toml"));
+    crate::config::write_toml(&file, settings)?;
     let log = config.dir.join("logs").join(format!("{name}.log"));
+    let args = vec![
+        role.to_string(),
+        "--config".to_string(),
+        file.to_string_lossy().into_owned(),
+    ];
     RoleProcess::spawn(
         &config.exe,
         name,
@@ -229,14 +225,6 @@ fn spawn(config: &ClusterConfig, name: &str, args: Vec<String>) -> anyhow::Resul
         &log,
         START_TIMEOUT,
     )
-}
-
-fn token_args(token: &Path) -> [String; 2] {
-    ["--token-file".to_string(), path_arg(token)]
-}
-
-fn path_arg(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
 }
 
 /// A fresh random token, readable by the owner only.

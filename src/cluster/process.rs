@@ -165,17 +165,18 @@ impl RoleProcess {
         }
     }
 
-    /// Makes a restart bind the same addresses as this run (`--listen 127.0.0.1:0` → the
-    /// port it got), so that peers that know the old address find it again.
+    /// Makes a restart bind the same addresses as this run (port 0 → the port it got), so
+    /// that peers that know the old address find it again: the flags say so, and flags
+    /// override the role's `--config` file.
     pub fn pin_addresses(&mut self) {
         for (flag, addr) in [
             ("--listen", self.announced.grpc),
             ("--metrics-listen", self.announced.metrics),
         ] {
-            if let (Some(addr), Some(i)) = (addr, self.args.iter().position(|a| a == flag))
-                && let Some(value) = self.args.get_mut(i + 1)
-            {
-                *value = addr.to_string();
+            let Some(addr) = addr else { continue };
+            match self.args.iter().position(|a| a == flag) {
+                Some(i) if i + 1 < self.args.len() => self.args[i + 1] = addr.to_string(),
+                _ => self.args.extend([flag.to_string(), addr.to_string()]),
             }
         }
     }

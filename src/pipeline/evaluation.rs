@@ -4,42 +4,83 @@ use std::collections::BTreeMap;
 
 use arlas_actor::eval::{EvalReport, evaluate};
 use arlas_actor::{AgentPlayer, Diversity, Opponent, RolloutConfig, diversity};
-use arlas_game::EpisodeSpec;
+use arlas_coordinator::League;
+use arlas_game::{Environment, Split, TaskRef, play::episode_seed};
 use arlas_policy::Policy;
 use serde::Serialize;
 
-use super::{Pipeline, models};
+use super::{Pipeline, Settings, models};
 
 /// At most this many population members are evaluated against at the end (evenly spread,
 /// always including the first and the last).
 pub const MAX_FINAL_MEMBERS: usize = 8;
 
-/// The evaluation settings of a run: the agent samples with the eval temperature.
-fn eval_rollout(p: &Pipeline) -> RolloutConfig {
-    let mut config = p.settings.rollout.clone();
-    config.agent_sampling.temperature = p.settings.eval.agent_temperature;
-    config.seed = p.settings.seed ^ 0xe7a1;
-    config
+/// Salt of the held-out evaluation episodes' seeds.
+const EVAL_SALT: u64 = 0x0e7a_1000;
+
+/// A run's held-out evaluation: its environment, its tasks (the same at every
+/// evaluation, so that comparisons are paired) and how they are played.
+pub(super) struct EvalSet {
+    env: Box<dyn Environment>,
+    tasks: Vec<TaskRef>,
+    config: RolloutConfig,
 }
 
-/// Evaluates `agent` on `specs` with no attack and against each opponent.
+impl EvalSet {
+    /// The held-out tasks of `settings` in `env`; the agent samples with the eval
+    /// temperature.
+    pub(super) fn new(env: Box<dyn Environment>, settings: &Settings) -> anyhow::Result<Self> {
+        let tasks = (0..settings.eval.episodes)
+            .map(|k| {
+                env.sample(
+                    Split::Eval,
+                    episode_seed(settings.seed ^ EVAL_SALT, k as u64),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        let mut config = settings.rollout.clone();
+        config.agent_sampling.temperature = settings.eval.agent_temperature;
+        config.seed = settings.seed ^ 0xe7a1;
+        Ok(Self { env, tasks, config })
+    }
+
+    /// `agent` on the held-out tasks with no attack and against each opponent.
+    fn run(
+        &mut self,
+        agent: &Policy,
+        version: u64,
+        opponents: &mut Vec<Opponent<'_>>,
+    ) -> anyhow::Result<(EvalReport, Vec<arlas_core::Trajectory>)> {
+        evaluate_agent(
+            &mut *self.env,
+            agent,
+            version,
+            opponents,
+            &self.tasks,
+            &self.config,
+        )
+    }
+}
+
+/// Evaluates `agent` on `tasks` in `env` with no attack and against each opponent.
 pub fn evaluate_agent(
+    env: &mut dyn Environment,
     agent: &Policy,
     version: u64,
     opponents: &mut Vec<Opponent<'_>>,
-    specs: &[EpisodeSpec],
+    tasks: &[TaskRef],
     config: &RolloutConfig,
 ) -> anyhow::Result<(EvalReport, Vec<arlas_core::Trajectory>)> {
     let mut player = AgentPlayer::Policy {
         policy: agent,
         version,
     };
-    Ok(evaluate(&mut player, opponents, specs, config)?)
+    Ok(evaluate(env, &mut player, opponents, tasks, config)?)
 }
 
 /// The evaluation of an iteration: against the templates and, if given, a learned attacker.
 pub(super) fn quick(
-    p: &Pipeline,
+    eval: &mut EvalSet,
     agent: &Policy,
     version: u64,
     learned: Option<(&Policy, &str)>,
@@ -48,14 +89,7 @@ pub(super) fn quick(
     if let Some((policy, id)) = learned {
         opponents.push(Opponent::policy(id, policy, 0));
     }
-    Ok(evaluate_agent(
-        agent,
-        version,
-        &mut opponents,
-        &p.eval_specs,
-        &eval_rollout(p),
-    )?
-    .0)
+    Ok(eval.run(agent, version, &mut opponents)?.0)
 }
 
 /// One row of the before/after table.
@@ -80,10 +114,14 @@ pub struct FinalEvaluation {
 }
 
 /// The templates and the given population members, as opponents.
-fn opponents_for<'a>(p: &'a Pipeline, members: &[String]) -> anyhow::Result<Vec<Opponent<'a>>> {
+fn opponents_for<'a>(
+    loaded: &'a BTreeMap<String, Policy>,
+    league: &League,
+    members: &[String],
+) -> anyhow::Result<Vec<Opponent<'a>>> {
     let mut opponents = vec![Opponent::templates()?];
     for id in members {
-        if let (Some(policy), Ok(m)) = (p.members.get(id), p.league.population().get(id)) {
+        if let (Some(policy), Ok(m)) = (loaded.get(id), league.population().get(id)) {
             opponents.push(Opponent::policy(id.clone(), policy, m.attacker_version));
         }
     }
@@ -145,16 +183,9 @@ pub(super) fn final_evaluation(
         false,
         &p.device,
     )?;
-    let config = eval_rollout(p);
-    let build = || -> anyhow::Result<Vec<Opponent<'_>>> { opponents_for(p, &members) };
-    let (warmup, _) = evaluate_agent(&warmup_agent, 0, &mut build()?, &p.eval_specs, &config)?;
-    let (trained_report, attacked) = evaluate_agent(
-        trained,
-        trained_version,
-        &mut build()?,
-        &p.eval_specs,
-        &config,
-    )?;
+    let build = || opponents_for(&p.members, &p.league, &members);
+    let (warmup, _) = p.eval.run(&warmup_agent, 0, &mut build()?)?;
+    let (trained_report, attacked) = p.eval.run(trained, trained_version, &mut build()?)?;
 
     let mut by_source: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for t in &attacked {

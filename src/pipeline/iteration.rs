@@ -77,7 +77,7 @@ impl Pipeline {
             !assigned.is_empty(),
             "the population is empty: the warm-up attacker should be its first member"
         );
-        let mut plan = self.planner.plan(round, &assigned);
+        let mut plan = self.planner.plan(round, &assigned, &*self.env)?;
         match self.settings.freeze {
             Some(Player::Attacker) => plan.attacker_phase.jobs.clear(),
             Some(Player::Agent) => plan.agent_phase.jobs.clear(),
@@ -101,6 +101,7 @@ impl Pipeline {
         let plan = self.plan(i, agent.version())?;
         self.progress.phase(&format!("iteration {i}: rollouts"));
         let out = play_round(
+            &mut *self.env,
             &Held {
                 learners: [agent, attacker],
                 members: &self.members,
@@ -202,13 +203,13 @@ impl Pipeline {
                 self.member(&id)?;
                 let policy = self.members.get(&id);
                 evaluation::quick(
-                    self,
+                    &mut self.eval,
                     agent.policy(),
                     agent.version(),
                     policy.map(|p| (p, id.as_str())),
                 )?
             }
-            None => evaluation::quick(self, agent.policy(), agent.version(), None)?,
+            None => evaluation::quick(&mut self.eval, agent.policy(), agent.version(), None)?,
         };
         self.log(Record::Eval(Eval {
             iteration: i,

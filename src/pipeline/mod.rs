@@ -24,20 +24,18 @@ use std::time::Instant;
 use anyhow::Context as _;
 use arlas_actor::round::{RoundPlanner, RoundShape};
 use arlas_coordinator::League;
-use arlas_game::{EpisodeSpec, Split, play::episode_seed};
+use arlas_game::{BuiltinEnvironment, Environment};
 use arlas_learner::{Learner, Player};
 use arlas_policy::{Device, Policy, Trainer};
 use serde::Serialize;
 
+use evaluation::EvalSet;
 pub use evaluation::{FinalEvaluation, evaluate_agent};
 pub use records::Record;
 pub use run_dir::{RunDir, RunProgress};
 pub use settings::{EvalSettings, Settings, WarmupSettings};
 
 use run_dir::{read_json, write_json};
-
-/// Salt of the held-out evaluation episodes' seeds.
-const EVAL_SALT: u64 = 0x0e7a_1000;
 
 /// How to start.
 #[derive(Debug, Clone)]
@@ -67,21 +65,42 @@ pub struct Pipeline {
     planner: RoundPlanner,
     /// Frozen population members loaded so far, by id.
     members: BTreeMap<String, Policy>,
-    eval_specs: Vec<EpisodeSpec>,
+    /// Where the rounds are played.
+    env: Box<dyn Environment>,
+    /// The held-out evaluation.
+    eval: EvalSet,
     progress: progress::Progress,
     started: Instant,
 }
 
+/// How a run executes (not part of its settings: a run may resume elsewhere).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// A progress bar on the terminal.
+    pub show_progress: bool,
+    /// Where the models sample and train.
+    pub device: Device,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            show_progress: false,
+            device: Device::Cpu,
+        }
+    }
+}
+
 /// Runs (or resumes) a whole ARLAS run in `dir`.
-pub fn run(dir: RunDir, start: Start, show_progress: bool) -> anyhow::Result<Summary> {
-    let mut pipeline = Pipeline::open(dir, start, show_progress)?;
+pub fn run(dir: RunDir, start: Start, options: &RunOptions) -> anyhow::Result<Summary> {
+    let mut pipeline = Pipeline::open(dir, start, options)?;
     let (agent, attacker) = pipeline.warm_up()?;
     let (agent, attacker) = pipeline.iterate(agent, attacker)?;
     pipeline.finish(&agent, &attacker)
 }
 
 impl Pipeline {
-    fn open(dir: RunDir, start: Start, show_progress: bool) -> anyhow::Result<Self> {
+    fn open(dir: RunDir, start: Start, options: &RunOptions) -> anyhow::Result<Self> {
         let settings = match start {
             Start::New(settings) => {
                 anyhow::ensure!(
@@ -138,27 +157,23 @@ impl Pipeline {
                 group_size: settings.group_size,
             },
             settings.seed,
-        )
-        .with_suites(settings.rollout.game.suites.clone());
-        let eval_specs = (0..settings.eval.episodes)
-            .map(|k| {
-                EpisodeSpec::sample_from(
-                    &settings.rollout.game.suites,
-                    Split::Eval,
-                    episode_seed(settings.seed ^ EVAL_SALT, k as u64),
-                )
-            })
-            .collect();
-        let progress = progress::Progress::new(show_progress, settings.iterations);
+        );
+        let env = Box::new(BuiltinEnvironment::new(settings.rollout.game.clone()));
+        let eval = EvalSet::new(
+            Box::new(BuiltinEnvironment::new(settings.rollout.game.clone())),
+            &settings,
+        )?;
+        let progress = progress::Progress::new(options.show_progress, settings.iterations);
         Ok(Self {
             settings,
             dir,
-            device: Device::Cpu,
+            device: options.device.clone(),
             state,
             league,
             planner,
             members: BTreeMap::new(),
-            eval_specs,
+            env,
+            eval,
             progress,
             started: Instant::now(),
         })

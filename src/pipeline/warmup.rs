@@ -72,7 +72,7 @@ pub(super) fn run(p: &mut Pipeline) -> anyhow::Result<()> {
 
     p.progress.phase("evaluating the warm-up agent");
     let report = evaluation::quick(
-        p,
+        &mut p.eval,
         agent.policy(),
         agent.version(),
         Some((attacker.policy(), &id)),

@@ -12,6 +12,7 @@ use arlas_client::CoordinatorClient;
 use arlas_client::learner::{Link, LinkConfig, LinkStatus, link};
 
 use arlas_core::{BlobRef, LeaseId, Member, Player, RunView};
+use arlas_game::Environment;
 use arlas_policy::{Device, LoadOptions, ModelSpec, Policy};
 use arlas_proto::v1;
 use arlas_runtime::auth::Token;
@@ -30,7 +31,7 @@ use super::session::{Announced, ViewFeed, follow_run, keep_lease};
 use super::stats::{Rolling, record_episodes};
 use crate::error::{Error, Result};
 use crate::rollout::RolloutConfig;
-use crate::round::{RoundOutput, RoundPlanner, RoundShape, play_round};
+use crate::round::{RoundOutput, RoundPlan, RoundPlanner, RoundShape, play_round};
 
 /// Everything an actor node needs.
 #[derive(Debug, Clone)]
@@ -77,9 +78,11 @@ pub struct NodeReport {
 }
 
 /// Runs the actor until `shutdown` completes (or `episodes` are done), then deregisters.
-/// `metrics` serves `/metrics` and `/healthz` (503 until the first round starts).
+/// Episodes are played in `env`. `metrics` serves `/metrics` and `/healthz` (503 until the
+/// first round starts).
 pub async fn run(
     config: NodeConfig,
+    env: Box<dyn Environment>,
     metrics: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<NodeReport> {
@@ -129,8 +132,8 @@ pub async fn run(
         .collect();
 
     let mut node = Node {
-        planner: RoundPlanner::for_actor(config.shape, config.seed, rand::rng().random())
-            .with_suites(config.rollout.game.suites.clone()),
+        planner: RoundPlanner::for_actor(config.shape, config.seed, rand::rng().random()),
+        env: Some(env),
         config,
         client: client.clone(),
         cache,
@@ -189,6 +192,8 @@ struct Node {
     lease: watch::Receiver<Option<LeaseId>>,
     links: Vec<Link>,
     planner: RoundPlanner,
+    /// `None` only while a round is being planned and played on the blocking pool.
+    env: Option<Box<dyn Environment>>,
     /// Rounds played so far by this process.
     rounds: u64,
     rolling: Rolling,
@@ -290,25 +295,8 @@ impl Node {
         self.prune_cache().await;
         let ids: Vec<String> = assigned.iter().map(|m| m.id.clone()).collect();
         self.rounds += 1;
-        let plan = self.planner.plan(self.rounds, &ids);
         let _ = self.ready.send(true);
-
-        let policies = self.policies.take().ok_or_else(|| gone("the policies"))?;
-        let rollout = self.config.rollout.clone();
-        let played_plan = plan.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let out = play_round(&policies, &played_plan, &rollout);
-            (policies, out)
-        })
-        .await
-        .map_err(|e| {
-            Error::from(arlas_runtime::Error::Task {
-                what: "the round".into(),
-                reason: e.to_string(),
-            })
-        })?;
-        self.policies = Some(joined.0);
-        let out: RoundOutput = joined.1?;
+        let (plan, out) = self.plan_and_play(ids).await?;
 
         record_episodes(&mut self.rolling, &out.attacker_phase);
         record_episodes(&mut self.rolling, &out.agent_phase);
@@ -348,6 +336,33 @@ impl Node {
             "round played"
         );
         Ok((agent_version, attacker_version))
+    }
+
+    /// Plans round `self.rounds` against `assigned` and plays it, off the async runtime
+    /// (the environment and the models block).
+    async fn plan_and_play(&mut self, assigned: Vec<String>) -> Result<(RoundPlan, RoundOutput)> {
+        let policies = self.policies.take().ok_or_else(|| gone("the policies"))?;
+        let mut env = self.env.take().ok_or_else(|| gone("the environment"))?;
+        let (planner, round) = (self.planner.clone(), self.rounds);
+        let rollout = self.config.rollout.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let played = planner
+                .plan(round, &assigned, &*env)
+                .and_then(|plan| Ok((play_round(&mut *env, &policies, &plan, &rollout)?, plan)));
+            (policies, env, played)
+        })
+        .await
+        .map_err(|e| {
+            Error::from(arlas_runtime::Error::Task {
+                what: "the round".into(),
+                reason: e.to_string(),
+            })
+        })?;
+        let (policies, env, played) = joined;
+        self.policies = Some(policies);
+        self.env = Some(env);
+        let (out, plan) = played?;
+        Ok((plan, out))
     }
 
     /// Loads `player`'s announced version unless it is already loaded.

@@ -94,7 +94,7 @@ mod tests {
 
     fn episode(outcome: Outcome, agent: f32) -> Trajectory {
         Trajectory {
-            spec: EpisodeSpec::sample(Split::Train, 1),
+            spec: arlas_game::TaskRef::from(&EpisodeSpec::sample(Split::Train, 1)),
             group: 0,
             agent_version: 1,
             opponent: "current".into(),

@@ -21,8 +21,9 @@
 //! - **Opponents** of a phase are listed sorted by name; a job's opponent indexes that list.
 
 use arlas_game::seed::{episode_seed, mix};
-use arlas_game::{EpisodeSpec, Split, Suite};
+use arlas_game::{Environment, Split, TaskRef};
 
+use crate::error::Result;
 use crate::rollout::{EpisodeJob, jobs_from};
 
 /// The opponent name of the current attacker.
@@ -87,12 +88,10 @@ impl RoundPlan {
     }
 }
 
-/// Makes round plans.
+/// Makes round plans; the environment draws the tasks.
 #[derive(Debug, Clone)]
 pub struct RoundPlanner {
     shape: RoundShape,
-    /// Suites tasks are drawn from (empty: all).
-    suites: Vec<Suite>,
     base: u64,
     salt: u64,
 }
@@ -101,12 +100,7 @@ impl RoundPlanner {
     /// `base`: the seed rounds derive from; `salt`: the seed of group ids (see the module
     /// docs for how each mode chooses them).
     pub fn new(shape: RoundShape, base: u64, salt: u64) -> Self {
-        Self {
-            shape,
-            suites: Vec::new(),
-            base,
-            salt,
-        }
+        Self { shape, base, salt }
     }
 
     /// An actor's planner: `seed` is the user's `--seed`, `salt` a random number drawn at
@@ -120,13 +114,6 @@ impl RoundPlanner {
         Self::new(shape, seed, mix(seed, GROUP_SALT))
     }
 
-    /// Draws tasks from `suites` only (the game config's `suites`; empty: all).
-    #[must_use]
-    pub fn with_suites(mut self, suites: Vec<Suite>) -> Self {
-        self.suites = suites;
-        self
-    }
-
     pub fn shape(&self) -> RoundShape {
         self.shape
     }
@@ -137,30 +124,35 @@ impl RoundPlanner {
     }
 
     /// Round `round` (from 1) against `assigned`: one population member id per agent-phase
-    /// task; missing entries are played by the current attacker.
-    pub fn plan(&self, round: u64, assigned: &[String]) -> RoundPlan {
+    /// task; missing entries are played by the current attacker. `env` draws the tasks.
+    pub fn plan(
+        &self,
+        round: u64,
+        assigned: &[String],
+        env: &dyn Environment,
+    ) -> Result<RoundPlan> {
         let round_seed = self.round_seed(round);
         let seed = |label| mix(round_seed, label);
         let attacker_phase = self.phase(
             round,
             0,
-            &self.specs(seed(label::ATTACKER_TASKS)),
+            &self.tasks(env, seed(label::ATTACKER_TASKS))?,
             &[],
             seed(label::ATTACKER_ROLLOUT),
         );
         let agent_phase = self.phase(
             round,
             1,
-            &self.specs(seed(label::AGENT_TASKS)),
+            &self.tasks(env, seed(label::AGENT_TASKS))?,
             assigned,
             seed(label::AGENT_ROLLOUT),
         );
-        RoundPlan {
+        Ok(RoundPlan {
             round,
             round_seed,
             attacker_phase,
             agent_phase,
-        }
+        })
     }
 
     /// One phase: task `k` plays `assigned[k]` (or the current attacker).
@@ -168,22 +160,22 @@ impl RoundPlanner {
         &self,
         round: u64,
         phase: u64,
-        specs: &[EpisodeSpec],
+        tasks: &[TaskRef],
         assigned: &[String],
         seed: u64,
     ) -> Phase {
-        let names: Vec<&str> = (0..specs.len())
+        let names: Vec<&str> = (0..tasks.len())
             .map(|k| assigned.get(k).map_or(CURRENT, String::as_str))
             .collect();
         let mut opponents: Vec<String> = names.iter().map(|n| (*n).to_string()).collect();
         opponents.sort_unstable();
         opponents.dedup();
         let g = self.shape.group_size;
-        let mut jobs = Vec::with_capacity(specs.len() * g);
-        for (k, (spec, name)) in specs.iter().zip(&names).enumerate() {
+        let mut jobs = Vec::with_capacity(tasks.len() * g);
+        for (k, (task, name)) in tasks.iter().zip(&names).enumerate() {
             let index = opponents.iter().position(|o| o == name).unwrap_or(0);
             let group = self.group_id(round, phase, k as u64);
-            jobs.extend(jobs_from(std::slice::from_ref(spec), g, index, group));
+            jobs.extend(jobs_from(std::slice::from_ref(task), g, index, group));
         }
         Phase {
             jobs,
@@ -192,11 +184,10 @@ impl RoundPlanner {
         }
     }
 
-    fn specs(&self, seed: u64) -> Vec<EpisodeSpec> {
+    /// The phase's train tasks: task `k` is drawn from `episode_seed(seed, k)`.
+    fn tasks(&self, env: &dyn Environment, seed: u64) -> Result<Vec<TaskRef>> {
         (0..self.shape.tasks)
-            .map(|k| {
-                EpisodeSpec::sample_from(&self.suites, Split::Train, episode_seed(seed, k as u64))
-            })
+            .map(|k| Ok(env.sample(Split::Train, episode_seed(seed, k as u64))?))
             .collect()
     }
 
@@ -214,7 +205,12 @@ const GROUP_SALT: u64 = 0x6a09_e667;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arlas_game::{BuiltinEnvironment, GameConfig};
     use std::collections::{BTreeMap, BTreeSet};
+
+    fn env() -> BuiltinEnvironment {
+        BuiltinEnvironment::new(GameConfig::default())
+    }
 
     const SHAPE: RoundShape = RoundShape {
         tasks: 3,
@@ -231,7 +227,7 @@ mod tests {
         let assigned = ids(&["m1", "m0", "m1"]);
         let mut all_groups = BTreeSet::new();
         for round in 1..=3 {
-            let plan = planner.plan(round, &assigned);
+            let plan = planner.plan(round, &assigned, &env()).unwrap();
             assert_eq!(plan.episodes(), 2 * 3 * 4);
             assert_eq!(plan.attacker_phase.opponents, [CURRENT]);
             assert_eq!(plan.agent_phase.opponents, ["m0", "m1"], "sorted by name");
@@ -255,7 +251,12 @@ mod tests {
         }
         // Another process (another salt) never reuses these ids.
         let other = RoundPlanner::for_actor(SHAPE, 7, 100);
-        for j in other.plan(1, &assigned).attacker_phase.jobs {
+        for j in other
+            .plan(1, &assigned, &env())
+            .unwrap()
+            .attacker_phase
+            .jobs
+        {
             assert!(!all_groups.contains(&j.group));
         }
     }
@@ -263,24 +264,35 @@ mod tests {
     #[test]
     fn a_missing_member_is_played_by_the_current_attacker() {
         let planner = RoundPlanner::for_actor(SHAPE, 1, 2);
-        let plan = planner.plan(1, &[]);
+        let plan = planner.plan(1, &[], &env()).unwrap();
         assert_eq!(plan.agent_phase.opponents, [CURRENT]);
         assert!(plan.agent_phase.jobs.iter().all(|j| j.opponent == 0));
-        let plan = planner.plan(2, &ids(&["m3"]));
+        let plan = planner.plan(2, &ids(&["m3"]), &env()).unwrap();
         assert_eq!(plan.agent_phase.opponents, [CURRENT, "m3"]);
     }
 
     #[test]
     fn seeds_depend_on_seed_salt_and_round() {
-        let a = RoundPlanner::for_actor(SHAPE, 1, 2).plan(1, &[]);
-        let b = RoundPlanner::for_actor(SHAPE, 1, 2).plan(1, &[]);
+        let a = RoundPlanner::for_actor(SHAPE, 1, 2)
+            .plan(1, &[], &env())
+            .unwrap();
+        let b = RoundPlanner::for_actor(SHAPE, 1, 2)
+            .plan(1, &[], &env())
+            .unwrap();
         assert_eq!(a, b, "same seed and salt, same round");
-        let c = RoundPlanner::for_actor(SHAPE, 1, 3).plan(1, &[]);
+        let c = RoundPlanner::for_actor(SHAPE, 1, 3)
+            .plan(1, &[], &env())
+            .unwrap();
         assert_ne!(a.attacker_phase.seed, c.attacker_phase.seed);
         let p = RoundPlanner::for_actor(SHAPE, 1, 2);
-        assert_ne!(p.plan(2, &[]).attacker_phase.seed, a.attacker_phase.seed);
+        assert_ne!(
+            p.plan(2, &[], &env()).unwrap().attacker_phase.seed,
+            a.attacker_phase.seed
+        );
         // The pipeline's round seeds are mix(seed, round), as its iterations always were.
-        let pipeline = RoundPlanner::for_pipeline(SHAPE, 5).plan(3, &[]);
+        let pipeline = RoundPlanner::for_pipeline(SHAPE, 5)
+            .plan(3, &[], &env())
+            .unwrap();
         assert_eq!(pipeline.round_seed, mix(5, 3));
         assert_eq!(
             pipeline.attacker_phase.seed,

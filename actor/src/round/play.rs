@@ -5,6 +5,7 @@
 //! [`Policies`]: crate::node::Policies
 
 use arlas_core::{MatchResult, Player, Trajectory, match_results};
+use arlas_game::Environment;
 use arlas_policy::Policy;
 
 use super::plan::{CURRENT, Phase, RoundPlan};
@@ -43,19 +44,21 @@ impl RoundOutput {
     }
 }
 
-/// Plays both phases of `plan` (an empty phase is skipped).
+/// Plays both phases of `plan` in `env` (an empty phase is skipped).
 pub fn play_round(
+    env: &mut dyn Environment,
     policies: &impl RoundPolicies,
     plan: &RoundPlan,
     rollout: &RolloutConfig,
 ) -> Result<RoundOutput> {
     Ok(RoundOutput {
-        attacker_phase: play_phase(policies, &plan.attacker_phase, rollout)?,
-        agent_phase: play_phase(policies, &plan.agent_phase, rollout)?,
+        attacker_phase: play_phase(env, policies, &plan.attacker_phase, rollout)?,
+        agent_phase: play_phase(env, policies, &plan.agent_phase, rollout)?,
     })
 }
 
 fn play_phase(
+    env: &mut dyn Environment,
     policies: &impl RoundPolicies,
     phase: &Phase,
     rollout: &RolloutConfig,
@@ -88,7 +91,7 @@ fn play_phase(
         seed: phase.seed,
         ..rollout.clone()
     };
-    play(&mut player, &mut opponents, &phase.jobs, &config)
+    play(env, &mut player, &mut opponents, &phase.jobs, &config)
 }
 
 #[cfg(test)]
@@ -98,7 +101,7 @@ mod tests {
 
     fn played(opponent: &str, agent_version: u64, outcome: Outcome) -> Trajectory {
         Trajectory {
-            spec: EpisodeSpec::sample(Split::Train, 1),
+            spec: arlas_game::TaskRef::from(&EpisodeSpec::sample(Split::Train, 1)),
             group: 0,
             agent_version,
             opponent: opponent.into(),

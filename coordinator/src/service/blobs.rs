@@ -127,14 +127,6 @@ impl BlobStore {
         })
     }
 
-    /// A scratch directory for unpacking a blob, removed when dropped.
-    pub fn scratch_dir(&self) -> Result<ScratchDir> {
-        let name: [u8; 8] = rand::rng().random();
-        let path = self.incoming.join(format!("{}.dir", hex::encode(name)));
-        fs::create_dir_all(&path).map_err(io(&path))?;
-        Ok(ScratchDir { path })
-    }
-
     /// Moves a finished upload into the store under its id, after checking that it is what
     /// `expected` announced. A blob already present is kept (same id, same bytes).
     pub fn commit(&self, mut staged: StagedBlob, expected: &BlobRef) -> Result<BlobRef> {
@@ -285,24 +277,6 @@ impl Drop for StagedBlob {
         if !self.committed {
             let _ = fs::remove_file(&self.path);
         }
-    }
-}
-
-/// A temporary directory inside the store, removed when dropped.
-#[derive(Debug)]
-pub struct ScratchDir {
-    path: PathBuf,
-}
-
-impl ScratchDir {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
     }
 }
 

@@ -2,6 +2,7 @@
 //! place where a received trajectory is validated (learners call `try_from` at the edge and
 //! trust the result inside).
 
+use arlas_game::environment::{BUILTIN, TaskRef};
 use arlas_game::{EpisodeSpec, Outcome, Rewards, Split, Suite};
 use arlas_proto::{Error, Result, v1};
 
@@ -14,10 +15,11 @@ impl From<&Trajectory> for v1::Trajectory {
     fn from(t: &Trajectory) -> Self {
         Self {
             spec: Some(v1::EpisodeSpec {
-                suite: t.spec.suite.name().to_string(),
+                suite: t.spec.suite.clone(),
                 split: t.spec.split.name().to_string(),
-                template: t.spec.template.clone(),
+                template: t.spec.task.clone(),
                 seed: t.spec.seed,
+                environment: t.spec.environment.clone(),
             }),
             group: t.group,
             agent_version: t.agent_version,
@@ -78,32 +80,70 @@ impl TryFrom<v1::Trajectory> for Trajectory {
     }
 }
 
-fn spec_from_wire(spec: v1::EpisodeSpec) -> Result<EpisodeSpec> {
-    let suite: Suite = spec
-        .suite
-        .parse()
-        .map_err(|e| Error::invalid("trajectory.spec.suite", format!("{e}")))?;
+/// Longest environment name, in bytes.
+pub const MAX_ENVIRONMENT_BYTES: usize = 64;
+/// Longest suite or task name, in bytes.
+pub const MAX_TASK_NAME_BYTES: usize = 256;
+
+fn spec_from_wire(spec: v1::EpisodeSpec) -> Result<TaskRef> {
     let split: Split = spec
         .split
         .parse()
         .map_err(|e| Error::invalid("trajectory.spec.split", format!("{e}")))?;
-    if !suite.template_ids(split).any(|id| id == spec.template) {
+    let environment = if spec.environment.is_empty() {
+        BUILTIN.to_string()
+    } else {
+        spec.environment
+    };
+    let ok_name = !environment.is_empty()
+        && environment.len() <= MAX_ENVIRONMENT_BYTES
+        && environment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok_name {
         return Err(Error::invalid(
-            "trajectory.spec.template",
+            "trajectory.spec.environment",
             format!(
-                "{:?} is not a {} template of suite {}",
-                spec.template,
-                split.name(),
-                suite.name()
+                "{environment:?}: use 1 to {MAX_ENVIRONMENT_BYTES} letters, digits, '-' or '_'"
             ),
         ));
     }
-    Ok(EpisodeSpec {
-        suite,
+    for (field, value) in [
+        ("trajectory.spec.suite", &spec.suite),
+        ("trajectory.spec.template", &spec.template),
+    ] {
+        if value.is_empty()
+            || value.len() > MAX_TASK_NAME_BYTES
+            || value.chars().any(char::is_control)
+        {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "{value:?}: use 1 to {MAX_TASK_NAME_BYTES} bytes without control characters"
+                ),
+            ));
+        }
+    }
+    let task = TaskRef {
+        environment,
+        suite: spec.suite,
         split,
-        template: spec.template,
+        task: spec.template,
         seed: spec.seed,
-    })
+    };
+    // The built-in environment's tasks are checked against its suites.
+    if task.environment == BUILTIN {
+        let suite_known = task.suite.parse::<Suite>().is_ok();
+        EpisodeSpec::try_from(&task).map_err(|e| {
+            let field = if suite_known {
+                "trajectory.spec.template"
+            } else {
+                "trajectory.spec.suite"
+            };
+            Error::invalid(field, e.to_string())
+        })?;
+    }
+    Ok(task)
 }
 
 fn segment_to_wire(s: &Segment) -> v1::Segment {
@@ -207,7 +247,7 @@ mod tests {
             .prop_map(|(seed, version, agent, attacker, outcome, truncated)| {
                 let outcome = Outcome::ALL[outcome];
                 Trajectory {
-                    spec: EpisodeSpec::sample(Split::Train, seed),
+                    spec: TaskRef::from(&EpisodeSpec::sample(Split::Train, seed)),
                     group: seed % 7,
                     agent_version: version,
                     opponent: "attacker-0001".into(),
@@ -236,7 +276,7 @@ mod tests {
 
     fn valid() -> v1::Trajectory {
         let t = Trajectory {
-            spec: EpisodeSpec::sample(Split::Eval, 3),
+            spec: TaskRef::from(&EpisodeSpec::sample(Split::Eval, 3)),
             group: 0,
             agent_version: 1,
             opponent: "none".into(),
@@ -275,6 +315,18 @@ mod tests {
                 Box::new(|t| t.spec.as_mut().unwrap().template = "../../etc".into()),
             ),
             (
+                "trajectory.spec.environment",
+                Box::new(|t| t.spec.as_mut().unwrap().environment = "a/b".into()),
+            ),
+            (
+                "trajectory.spec.template",
+                Box::new(|t| {
+                    let spec = t.spec.as_mut().unwrap();
+                    spec.environment = "agentdojo".into();
+                    spec.template = "x".repeat(MAX_TASK_NAME_BYTES + 1);
+                }),
+            ),
+            (
                 "trajectory.agent",
                 Box::new(|t| t.agent[0].logprobs = vec![-0.1, -0.2]),
             ),
@@ -292,6 +344,16 @@ mod tests {
             ),
         ];
         assert!(Trajectory::try_from(valid()).is_ok());
+        // Another environment's tasks are opaque: any bounded names pass.
+        let mut foreign = valid();
+        let spec = foreign.spec.as_mut().unwrap();
+        spec.environment = "agentdojo".into();
+        spec.suite = "slack".into();
+        spec.template = "user_task_3/injection_task_1".into();
+        assert_eq!(
+            Trajectory::try_from(foreign).unwrap().spec.environment,
+            "agentdojo"
+        );
         for (field, break_it) in cases {
             let mut wire = valid();
             break_it(&mut wire);

@@ -9,13 +9,13 @@ use rand::Rng;
 use crate::GameRng;
 use crate::action::render_text_action;
 use crate::attacks::AttackSet;
-use crate::episode::Episode;
+use crate::environment::EpisodeView;
 use crate::error::{Error, Result};
 
-/// An attacker that writes one injection for the current turn.
+/// An attacker that writes one injection for the current turn, in any environment.
 pub trait ScriptedAttacker {
     /// The raw text of this turn's output, e.g. `<action>Ignore all previous ...</action>`.
-    fn inject(&mut self, ep: &Episode, rng: &mut GameRng) -> String;
+    fn inject(&mut self, ep: &dyn EpisodeView, rng: &mut GameRng) -> String;
 }
 
 /// Draws an attack usable on the episode's split each turn and states the episode's goal in it.
@@ -31,15 +31,15 @@ impl TemplateAttacker {
 }
 
 impl ScriptedAttacker for TemplateAttacker {
-    fn inject(&mut self, ep: &Episode, rng: &mut GameRng) -> String {
-        let usable = self.set.for_split(ep.spec().split);
+    fn inject(&mut self, ep: &dyn EpisodeView, rng: &mut GameRng) -> String {
+        let usable = self.set.for_split(ep.task().split);
         let attacks = self.set.attacks();
         let index = usable
             .get(rng.random_range(0..usable.len().max(1)))
             .copied()
             .unwrap_or(0);
         match attacks.get(index) {
-            Some(attack) => render_text_action(&attack.render(ep.goal())),
+            Some(attack) => render_text_action(&attack.render_sentence(ep.goal_sentence())),
             None => String::new(),
         }
     }

@@ -12,7 +12,8 @@
 //! - [`state`]: the data directory and its commit point `state.json`; [`open`]: start-up
 //!   and recovery;
 //! - [`owner`]: the one thread owning intake and journal (group commit);
-//!   [`trainer`]: the thread owning the [`crate::Learner`]; [`link`]: register, heartbeat,
+//!   [`trainer`]: the thread owning the [`crate::Learner`] ([`thread`]: threads whose end
+//!   the async side awaits); [`link`]: register, heartbeat,
 //!   publish with the coordinator;
 //! - [`grpc`] (the thin tonic adapter), [`server`] (`run`: health, reflection, auth,
 //!   metrics); [`synthetic`]: valid random trajectories for tests and load tests.
@@ -29,6 +30,7 @@ pub mod owner;
 pub mod server;
 pub mod state;
 pub mod synthetic;
+pub mod thread;
 pub mod trainer;
 
 pub use config::ServiceConfig;

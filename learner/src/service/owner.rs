@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::mpsc as std_mpsc;
-use std::thread::JoinHandle;
 
 use arlas_core::Trajectory;
 use arlas_proto::v1;
@@ -14,6 +13,7 @@ use tonic::Status;
 
 use super::intake::{Batch, Intake, IntakeStatus, StreamId, Verdict};
 use super::journal::Journal;
+use super::thread::{self, Watched};
 use crate::error::{Error, Result};
 
 /// Commands waiting for the owner, at most (senders wait beyond: back-pressure).
@@ -120,7 +120,7 @@ pub fn spawn(
     intake: Intake,
     journal: Journal,
     batches: std_mpsc::Sender<Batch>,
-) -> Result<(OwnerHandle, JoinHandle<Result<()>>)> {
+) -> Result<(OwnerHandle, Watched)> {
     let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
     let player = intake.config().player.name();
     let mut owner = Owner {
@@ -130,13 +130,7 @@ pub fn spawn(
         streams: BTreeMap::new(),
         player,
     };
-    let thread = std::thread::Builder::new()
-        .name("arlas-intake".into())
-        .spawn(move || owner.run(rx))
-        .map_err(|e| Error::Serve {
-            what: "the intake thread".into(),
-            reason: e.to_string(),
-        })?;
+    let thread = thread::spawn("arlas-intake", "the intake thread", move || owner.run(rx))?;
     Ok((OwnerHandle { tx }, thread))
 }
 

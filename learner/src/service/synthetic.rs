@@ -3,7 +3,7 @@
 //! learner can train on them (the tokens mean nothing).
 
 use arlas_core::{Segment, Trajectory};
-use arlas_game::{EpisodeSpec, Outcome, Rewards, Split};
+use arlas_game::{EpisodeSpec, Outcome, Rewards, Split, TaskRef};
 use rand::Rng;
 
 /// The shape of a synthetic trajectory.
@@ -71,7 +71,7 @@ pub fn trajectory(
         )
     };
     Trajectory {
-        spec: EpisodeSpec::sample(Split::Train, group),
+        spec: TaskRef::from(&EpisodeSpec::sample(Split::Train, group)),
         group,
         agent_version,
         opponent: "current".into(),

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
-use std::thread::JoinHandle;
+
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arlas_core::BlobRef;
@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::intake::Batch;
 use super::owner::{Command, OwnerHandle};
 use super::state::{DataDir, LearnerState, sync_tree};
+use super::thread::{self, Watched};
 use crate::error::{Error, Result, io};
 use crate::learner::{Learner, UpdateReport};
 
@@ -68,14 +69,10 @@ pub struct TrainingThread {
 impl TrainingThread {
     /// Starts the thread; it ends when the batch channel closes, or with the first error
     /// (the learner cannot go on without saving).
-    pub fn spawn(self, batches: std_mpsc::Receiver<Batch>) -> Result<JoinHandle<Result<()>>> {
-        std::thread::Builder::new()
-            .name("arlas-trainer".into())
-            .spawn(move || self.run(batches))
-            .map_err(|e| Error::Serve {
-                what: "the training thread".into(),
-                reason: e.to_string(),
-            })
+    pub fn spawn(self, batches: std_mpsc::Receiver<Batch>) -> Result<Watched> {
+        thread::spawn("arlas-trainer", "the training thread", move || {
+            self.run(batches)
+        })
     }
 
     fn run(mut self, batches: std_mpsc::Receiver<Batch>) -> Result<()> {

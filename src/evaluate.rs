@@ -1,0 +1,243 @@
+//! Evaluating an agent on held-out tasks, with no attack and against attackers: what
+//! `arlas eval` prints and `arlas train --processes` runs on its final agent.
+
+use std::path::PathBuf;
+
+use crate::pipeline::{evaluate_agent, models};
+use anyhow::Context as _;
+use arlas_actor::{Diversity, EvalRates};
+use arlas_actor::{Opponent, RolloutConfig, diversity};
+use arlas_coordinator::Population;
+use arlas_game::players::AttackerKind;
+use arlas_game::{BuiltinEnvironment, Environment, Split, play::episode_seed};
+use arlas_policy::{Device, Policy};
+use clap::Args;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The agent: a checkpoint or model directory (e.g. RUN/agent/final), or a --model value.
+    #[arg(long, env = "ARLAS_AGENT")]
+    pub agent: String,
+    /// Tasks to play: eval (held out) or train.
+    #[arg(long, default_value = "eval")]
+    pub split: Split,
+    /// An attack file (JSONL: {"id", "family", "template"}); repeat for several.
+    #[arg(long = "attacks")]
+    pub attacks: Vec<PathBuf>,
+    /// A population directory (RUN/population): play against every member.
+    #[arg(long)]
+    pub population: Option<PathBuf>,
+    /// An attacker checkpoint directory; repeat for several.
+    #[arg(long = "attacker")]
+    pub attackers: Vec<PathBuf>,
+    /// Leave out the built-in template attacker.
+    #[arg(long)]
+    pub no_templates: bool,
+    /// Episodes per attacker (and without attack).
+    #[arg(long, default_value_t = DEFAULT_EPISODES)]
+    pub episodes: usize,
+    /// Seed of the episodes and the sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Agent sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Agent turns per episode.
+    #[arg(long)]
+    pub max_turns: Option<u32>,
+    /// Play only these suites (comma-separated: web,email,banking,travel; default all).
+    #[arg(long, value_delimiter = ',')]
+    pub suites: Vec<arlas_game::Suite>,
+    /// Where tiny models are built and smollm2 is fetched.
+    #[arg(long, env = "ARLAS_MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Device the models run on: cpu, cuda or cuda:N (a build with `--features cuda`).
+    #[arg(long, env = "ARLAS_DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// Also write every attacked episode to this JSON Lines file: task, attacker, the
+    /// injections, the agent's actions as it wrote them, outcome — to see what it does.
+    #[arg(long)]
+    pub transcripts: Option<PathBuf>,
+}
+
+/// Episodes per attacker unless `--episodes` says otherwise.
+pub const DEFAULT_EPISODES: usize = 100;
+
+impl EvalArgs {
+    /// The defaults of every flag, for `agent`.
+    pub fn new(agent: impl Into<String>) -> Self {
+        Self {
+            agent: agent.into(),
+            split: Split::Eval,
+            attacks: Vec::new(),
+            population: None,
+            attackers: Vec::new(),
+            no_templates: false,
+            episodes: DEFAULT_EPISODES,
+            seed: 0,
+            temperature: 0.0,
+            max_turns: None,
+            suites: Vec::new(),
+            models_dir: PathBuf::from("models"),
+            device: "cpu".to_string(),
+            transcripts: None,
+        }
+    }
+}
+
+fn load(spec: &str, models_dir: &std::path::Path, device: &Device) -> anyhow::Result<Policy> {
+    let path = std::path::Path::new(spec);
+    if path.is_dir() {
+        models::load_dir(path, models_dir, false, device)
+    } else {
+        models::load(spec, models_dir, false, 0, device)
+    }
+}
+
+/// Plays the agent of `args` and reports (see [`EvalArgs`]).
+pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
+    let device = arlas_policy::device_from_name(&args.device)
+        .with_context(|| format!("--device {}", args.device))?;
+    anyhow::ensure!(args.episodes > 0, "--episodes must be at least 1");
+    let agent = load(&args.agent, &args.models_dir, &device)?;
+
+    // Learned attackers: population members and checkpoints, loaded once.
+    let mut learned: Vec<(String, Policy, u64)> = Vec::new();
+    if let Some(dir) = &args.population {
+        let population = Population::open(dir)
+            .with_context(|| format!("cannot open the population at {}", dir.display()))?;
+        for m in population.members() {
+            let policy = models::load_dir(
+                &population.checkpoint_dir(&m.id)?,
+                &args.models_dir,
+                false,
+                &device,
+            )?;
+            learned.push((m.id.clone(), policy, m.attacker_version));
+        }
+    }
+    for dir in &args.attackers {
+        let policy = models::load_dir(dir, &args.models_dir, false, &device)?;
+        learned.push((format!("attacker:{}", dir.display()), policy, 0));
+    }
+
+    let mut opponents = Vec::new();
+    if !args.no_templates {
+        opponents.push(Opponent::templates()?);
+    }
+    for path in &args.attacks {
+        let kind = AttackerKind::File(path.clone());
+        opponents.push(
+            Opponent::scripted(&kind)
+                .with_context(|| format!("cannot load the attack file {}", path.display()))?,
+        );
+    }
+    for (name, policy, version) in &learned {
+        opponents.push(Opponent::policy(name.clone(), policy, *version));
+    }
+
+    let mut config = RolloutConfig {
+        seed: args.seed,
+        ..RolloutConfig::default()
+    };
+    config.agent_sampling.temperature = args.temperature;
+    if let Some(t) = args.max_turns {
+        config.game.max_turns = t;
+    }
+    config.game.suites.clone_from(&args.suites);
+    let mut env = BuiltinEnvironment::new(config.game.clone());
+    let tasks = (0..args.episodes)
+        .map(|k| env.sample(args.split, episode_seed(args.seed, k as u64)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (report, attacked) = evaluate_agent(&mut env, &agent, 0, &mut opponents, &tasks, &config)?;
+    if let Some(path) = &args.transcripts {
+        write_transcripts(path, &agent, &attacked)?;
+    }
+    // Each attacker's rates and the diversity of what it wrote.
+    let by_attacker = report
+        .by_attacker
+        .iter()
+        .map(|(name, rates)| {
+            let injections: Vec<&str> = attacked
+                .iter()
+                .filter(|t| &t.opponent == name)
+                .flat_map(|t| t.injections.iter().map(String::as_str))
+                .collect();
+            let entry = AttackerEval {
+                rates: *rates,
+                diversity: diversity(&injections),
+            };
+            (name.clone(), entry)
+        })
+        .collect();
+    Ok(EvalOutput {
+        agent: args.agent.clone(),
+        split: args.split,
+        seed: args.seed,
+        episodes: report.episodes,
+        episodes_per_attacker: args.episodes,
+        task_success_rate: report.task_success_rate,
+        task_success_rate_under_attack: report.task_success_rate_under_attack,
+        attack_success_rate: report.attack_success_rate,
+        no_attack: report.no_attack,
+        by_attacker,
+    })
+}
+
+/// What an evaluation found (`arlas eval --json` prints it).
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalOutput {
+    pub agent: String,
+    pub split: Split,
+    pub seed: u64,
+    pub episodes: usize,
+    pub episodes_per_attacker: usize,
+    pub task_success_rate: f64,
+    pub task_success_rate_under_attack: f64,
+    pub attack_success_rate: f64,
+    pub no_attack: EvalRates,
+    pub by_attacker: BTreeMap<String, AttackerEval>,
+}
+
+/// One attacker's rates and how varied its injections were.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttackerEval {
+    #[serde(flatten)]
+    pub rates: EvalRates,
+    pub diversity: Diversity,
+}
+
+/// One JSON line per episode: what the attacker injected and what the agent wrote.
+fn write_transcripts(
+    path: &std::path::Path,
+    agent: &Policy,
+    episodes: &[arlas_core::Trajectory],
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    for t in episodes {
+        let actions = t
+            .agent
+            .iter()
+            .map(|s| agent.tokenizer().decode(&s.completion, true))
+            .collect::<Result<Vec<_>, _>>()?;
+        let line = serde_json::json!({
+            "environment": t.spec.environment,
+            "suite": t.spec.suite,
+            "template": t.spec.task,
+            "seed": t.spec.seed,
+            "attacker": t.opponent,
+            "injections": t.injections,
+            "agent_actions": actions,
+            "outcome": t.outcome,
+            "turns": t.turns,
+        });
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
