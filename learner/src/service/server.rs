@@ -193,12 +193,13 @@ impl Roles {
 
     /// Resolves when either thread ends: they end only on Stop or on a failure.
     async fn a_thread_ended(&mut self) {
-        match (self.owner_thread.as_mut(), self.trainer_thread.as_mut()) {
-            (Some(owner), Some(trainer)) => tokio::select! {
+        if let (Some(owner), Some(trainer)) =
+            (self.owner_thread.as_mut(), self.trainer_thread.as_mut())
+        {
+            tokio::select! {
                 () = owner.ended() => {}
                 () = trainer.ended() => {}
-            },
-            _ => {}
+            }
         }
     }
 
