@@ -3,7 +3,9 @@
 //! player and N actors as separate `arlas` processes on loopback (`arlas::cluster`), until
 //! each learner has trained `--iterations` batches of `tasks × group size` trajectories (an
 //! iteration's worth each; a batch whose groups all have equal rewards teaches nothing and
-//! makes no new version); then a held-out evaluation of the final agent, in this process.
+//! makes no new version); then the run is finished as a run in one process finishes
+//! (`agent/final`, `attacker/final`, the same final evaluation, `eval/final.json`, the
+//! report), in this process.
 //! Each role's settings are built here as values (`arlas::roles`) and written to its
 //! `--config` file by the cluster.
 
@@ -12,15 +14,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use arlas::cluster::{ClusterConfig, LocalCluster};
-use arlas::evaluate::EvalArgs;
-use arlas::pipeline::{self, RunDir, RunOptions, Settings, Start};
+use arlas::pipeline::{self, ClusterOutcome, RunDir, RunOptions, Settings, Start};
 use arlas::roles::actor::ActorArgs;
 use arlas::roles::coordinator::CoordinatorArgs;
 use arlas::roles::learner::LearnerArgs;
 use arlas_client::{CoordinatorClient, LearnerClient};
 use arlas_core::PerPlayer;
 use arlas_core::RunView;
-use arlas_policy::Device;
 use arlas_runtime::auth::Token;
 
 /// How often the coordinator is asked for the run's state.
@@ -34,13 +34,20 @@ pub struct Options {
     /// Lock-step rounds.
     pub sync: bool,
     pub quiet: bool,
+    /// Print the final summary as one JSON object.
+    pub json: bool,
     /// `--device`, for the warm-up, every role and the final evaluation.
     pub device: String,
 }
 
 /// Runs the warm-up (unless done) and then the cluster.
 pub fn run(dir: &Path, settings: Settings, options: &Options) -> anyhow::Result<()> {
-    let Options { actors, quiet, .. } = *options;
+    let Options {
+        actors,
+        quiet,
+        json,
+        ..
+    } = *options;
     let device = arlas_policy::device_from_name(&options.device)
         .with_context(|| format!("--device {}", options.device))?;
     anyhow::ensure!(actors >= 1, "--processes needs at least 1 actor");
@@ -49,7 +56,11 @@ pub fn run(dir: &Path, settings: Settings, options: &Options) -> anyhow::Result<
         "--freeze is not supported with --processes: run the one-machine pipeline for it"
     );
     let iterations = settings.iterations;
-    warm_up(dir, &settings, quiet, &device)?;
+    let run_options = RunOptions {
+        show_progress: !quiet,
+        device,
+    };
+    warm_up(dir, &settings, &run_options)?;
     let config = cluster_config(dir, &settings, options)?;
     eprintln!(
         "arlas train --processes {actors}: coordinator, 2 learners and {actors} actors; logs in {}",
@@ -68,41 +79,34 @@ pub fn run(dir: &Path, settings: Settings, options: &Options) -> anyhow::Result<
     let stopped = cluster.shutdown();
     let view = outcome?;
     stopped?;
-    let checkpoint = learner_checkpoint(dir, "agent", view.versions.agent.version);
+    let outcome = ClusterOutcome {
+        agent: learner_checkpoint(dir, "agent", view.versions.agent.version),
+        attacker: learner_checkpoint(dir, "attacker", view.versions.attacker.version),
+        agent_version: view.versions.agent.version,
+        attacker_version: view.versions.attacker.version,
+        league: dir.join("cluster/coordinator"),
+    };
     eprintln!(
         "done: agent v{} attacker v{} population {}; final agent {}",
         view.versions.agent.version,
         view.versions.attacker.version,
         view.population_size,
-        checkpoint.display()
+        outcome.agent.display()
     );
-    if settings.eval.episodes > 0 {
-        evaluate(dir, &checkpoint, &settings, &options.device)?;
-    }
-    Ok(())
+    let summary = pipeline::finish_cluster(RunDir::new(dir.to_path_buf()), &outcome, &run_options)?;
+    super::train::print_summary(&summary, json)
 }
 
-/// The one-machine warm-up (both players' imitation, `agent/warmup`, `attacker/warmup`),
-/// skipped when the run directory already has it.
-fn warm_up(dir: &Path, settings: &Settings, quiet: bool, device: &Device) -> anyhow::Result<()> {
-    let warmed = dir.join("agent/warmup").is_dir() && dir.join("attacker/warmup").is_dir();
-    if warmed {
-        eprintln!("warm-up found in {}: skipping it", dir.display());
-        return Ok(());
-    }
+/// The one-machine warm-up (both players' imitation, `agent/warmup`, `attacker/warmup`,
+/// the warm-up attacker as population member 0) of the run with its full settings, skipped
+/// when the run directory already has it.
+fn warm_up(dir: &Path, settings: &Settings, options: &RunOptions) -> anyhow::Result<()> {
     let start = if dir.join("state.json").exists() {
         Start::Resume
     } else {
-        let mut warmup = settings.clone();
-        warmup.iterations = 0;
-        Start::New(Box::new(warmup))
+        Start::New(Box::new(settings.clone()))
     };
-    let options = RunOptions {
-        show_progress: !quiet,
-        device: device.clone(),
-    };
-    pipeline::run(RunDir::new(dir.to_path_buf()), start, &options)?;
-    Ok(())
+    pipeline::warm_up(RunDir::new(dir.to_path_buf()), start, options)
 }
 
 /// Each role's settings as values, from the run's settings: the same game, sampling and
@@ -248,32 +252,4 @@ fn learner_checkpoint(dir: &Path, player: &str, version: u64) -> PathBuf {
         .join(format!("learner-{player}"))
         .join("checkpoints")
         .join(format!("v{version:08}"))
-}
-
-/// Held-out evaluation of the final agent against the templates and the population, in
-/// this process, written to `DIR/eval/cluster.json`.
-fn evaluate(dir: &Path, agent: &Path, s: &Settings, device: &str) -> anyhow::Result<()> {
-    let args = EvalArgs {
-        population: Some(dir.join("cluster/coordinator/population")),
-        models_dir: s.models_dir.clone(),
-        episodes: s.eval.episodes,
-        seed: s.seed,
-        temperature: s.eval.agent_temperature,
-        max_turns: Some(s.rollout.game.max_turns),
-        suites: s.rollout.game.suites.clone(),
-        device: device.to_string(),
-        ..EvalArgs::new(agent.to_string_lossy())
-    };
-    let report = arlas::evaluate::evaluate(&args)
-        .with_context(|| format!("cannot evaluate {}", agent.display()))?;
-    let out = dir.join("eval/cluster.json");
-    pipeline::run_dir::write_json(&out, &report)?;
-    eprintln!(
-        "final agent, held-out tasks: TSR {:.3} / under attack {:.3} / ASR {:.3}; {}",
-        report.task_success_rate,
-        report.task_success_rate_under_attack,
-        report.attack_success_rate,
-        out.display()
-    );
-    Ok(())
 }

@@ -174,6 +174,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
                     actors,
                     sync: args.sync,
                     quiet: args.quiet,
+                    json: args.json,
                     device: args.device.clone(),
                 };
                 return super::processes::run(dir, settings, &options);
@@ -240,7 +241,7 @@ fn device(name: &str) -> anyhow::Result<arlas_policy::Device> {
     arlas_policy::device_from_name(name).with_context(|| format!("--device {name}"))
 }
 
-fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
+pub fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(summary)?);
         return Ok(());

@@ -91,6 +91,83 @@ impl Default for RunOptions {
     }
 }
 
+/// Where a cluster (`arlas train --processes`) left the run's policies and league.
+#[derive(Debug, Clone)]
+pub struct ClusterOutcome {
+    /// The final agent's and attacker's checkpoints (learner versions).
+    pub agent: PathBuf,
+    pub attacker: PathBuf,
+    pub agent_version: u64,
+    pub attacker_version: u64,
+    /// The coordinator's data directory (its `population/` and `payoff.json`).
+    pub league: PathBuf,
+}
+
+/// The warm-up of a run whose iterations a cluster plays: starts (or resumes) the run in
+/// `dir` and returns once the warm-up is committed.
+pub fn warm_up(dir: RunDir, start: Start, options: &RunOptions) -> anyhow::Result<()> {
+    let mut pipeline = Pipeline::open(dir, start, options)?;
+    if !pipeline.state.warmup_done {
+        warmup::run(&mut pipeline)?;
+    }
+    Ok(())
+}
+
+/// Finishes a run whose iterations a cluster played, as a run in one process finishes:
+/// the final policies in `agent/final` and `attacker/final`, the same final evaluation
+/// (warm-up agent vs trained agent, against the templates and the cluster's population),
+/// `eval/final.json`, the report.
+pub fn finish_cluster(
+    dir: RunDir,
+    outcome: &ClusterOutcome,
+    options: &RunOptions,
+) -> anyhow::Result<Summary> {
+    let mut pipeline = Pipeline::open(dir, Start::Resume, options)?;
+    pipeline.league = League::open(&outcome.league).with_context(|| {
+        format!(
+            "cannot open the cluster's population in {}",
+            outcome.league.display()
+        )
+    })?;
+    for (player, from) in [("agent", &outcome.agent), ("attacker", &outcome.attacker)] {
+        let to = pipeline.dir.checkpoint(player, "final");
+        copy_dir(from, &to)?;
+    }
+    let agent = models::load_dir(
+        &pipeline.dir.checkpoint("agent", "final"),
+        &pipeline.settings.models_dir,
+        false,
+        &pipeline.device,
+    )?;
+    let state = &mut pipeline.state;
+    state.iterations_done = pipeline.settings.iterations;
+    state.agent_version = outcome.agent_version;
+    state.attacker_version = outcome.attacker_version;
+    state.agent_checkpoint = Some("agent/final".into());
+    state.attacker_checkpoint = Some("attacker/final".into());
+    pipeline.conclude(&agent, outcome.agent_version)
+}
+
+/// Copies the files of `from` to a fresh `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to).with_context(|| format!("cannot replace {}", to.display()))?;
+    }
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let path = entry?.path();
+        if path.is_file()
+            && let Some(name) = path.file_name()
+        {
+            std::fs::copy(&path, to.join(name))
+                .with_context(|| format!("cannot copy {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs (or resumes) a whole ARLAS run in `dir`.
 pub fn run(dir: RunDir, start: Start, options: &RunOptions) -> anyhow::Result<Summary> {
     let mut pipeline = Pipeline::open(dir, start, options)?;
@@ -273,9 +350,15 @@ impl Pipeline {
     fn finish(&mut self, agent: &Learner, attacker: &Learner) -> anyhow::Result<Summary> {
         agent.save(&self.dir.checkpoint("agent", "final"))?;
         attacker.save(&self.dir.checkpoint("attacker", "final"))?;
+        self.conclude(agent.policy(), agent.version())
+    }
+
+    /// The final evaluation of `agent`, `eval/final.json`, the report, and the run marked
+    /// finished.
+    fn conclude(&mut self, agent: &Policy, version: u64) -> anyhow::Result<Summary> {
         self.progress.phase("final evaluation");
         tracing::info!("final evaluation: warm-up agent vs trained agent on held-out tasks");
-        let evaluation = evaluation::final_evaluation(self, agent.policy(), agent.version())?;
+        let evaluation = evaluation::final_evaluation(self, agent, version)?;
         write_json(&self.dir.eval("final"), &evaluation)?;
         let report = report::build(self, &evaluation)?;
         std::fs::write(self.dir.report(), report.to_html())
