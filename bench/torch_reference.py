@@ -218,8 +218,10 @@ def sample_once(model, prompts: torch.Tensor, new_tokens: int, eos: int | None):
 
 
 @torch.inference_mode()
-def bench_sample(args) -> dict:
-    model = load_model(args.model, args.attn, args.device, DTYPES[args.dtype]).eval()
+def bench_sample(args, model=None) -> dict:
+    if model is None:
+        model = load_model(args.model, args.attn, args.device, DTYPES[args.dtype])
+    model.eval()
     cfg = model.config
     generator = torch.Generator().manual_seed(args.seed)
     prompts = random_tokens(cfg, args.batch, args.prompt_len, generator).to(args.device)
@@ -298,9 +300,10 @@ def grpo_step(model, reference, optimizer, params, tokens, behaviour, advantages
     return loss_sum, grad_norm
 
 
-def bench_train(args) -> dict:
+def bench_train(args, model=None) -> dict:
     # f32 weights (the optimizer's), bf16 compute under autocast when --dtype bf16.
-    model = load_model(args.model, args.attn, args.device, torch.float32)
+    if model is None:
+        model = load_model(args.model, args.attn, args.device, torch.float32)
     cfg = model.config
     micro = args.micro_batch or args.batch
     half = args.seq_len // 2
@@ -396,6 +399,17 @@ def export_gguf(args) -> dict:
 # ---------------------------------------------------------------- command line
 
 
+def batches(value: str) -> list[int]:
+    """`8` or `1,8,32,64`."""
+    try:
+        sizes = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"batch sizes must be integers: {value!r}") from e
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive: {value!r}")
+    return sizes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -410,14 +424,16 @@ def main() -> None:
 
     s = sub.add_parser("sample", help="batched sampling with the KV cache: tokens/s")
     common(s)
-    s.add_argument("--batch", type=int, default=8, help="prompts per batch (arlas default 8)")
+    s.add_argument("--batch", type=batches, default=[8], help="prompts per batch (arlas default 8); "
+                   "a comma-separated list runs each in turn over one loaded model, one JSON line each")
     s.add_argument("--prompt-len", type=int, default=128, help="tokens per prompt (arlas default 128)")
     s.add_argument("--new-tokens", type=int, default=128, help="new tokens per prompt (arlas default 128)")
     s.add_argument("--repeats", type=int, default=2, help="timed repetitions (arlas default 2)")
 
     t = sub.add_parser("train", help="GRPO steps + AdamW: tokens/s")
     common(t)
-    t.add_argument("--batch", type=int, default=8, help="sequences per step (arlas default 8)")
+    t.add_argument("--batch", type=batches, default=[8], help="sequences per step (arlas default 8); "
+                   "a comma-separated list runs each in turn, from the same loaded weights")
     t.add_argument("--seq-len", type=int, default=256, help="tokens per sequence (arlas default 256)")
     t.add_argument("--micro-batch", type=int, default=None, help="sequences per pass (default --batch)")
     t.add_argument("--steps", type=int, default=3, help="timed steps (arlas default 3)")
@@ -430,11 +446,22 @@ def main() -> None:
 
     args = parser.parse_args()
     if args.command == "export-gguf":
-        result = export_gguf(args)
+        print(json.dumps(export_gguf(args)), flush=True)
+        return
+    torch.set_num_threads(args.threads)
+    sizes = args.batch
+    if args.command == "sample":
+        model = load_model(args.model, args.attn, args.device, DTYPES[args.dtype])
     else:
-        torch.set_num_threads(args.threads)
-        result = bench_sample(args) if args.command == "sample" else bench_train(args)
-    print(json.dumps(result), flush=True)
+        model = load_model(args.model, args.attn, args.device, torch.float32)
+    for batch in sizes:
+        one = argparse.Namespace(**{**vars(args), "batch": batch})
+        if args.command == "sample":
+            result = bench_sample(one, model)
+        else:
+            # Every batch trains from the same weights, with a fresh optimizer.
+            result = bench_train(one, copy.deepcopy(model))
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
