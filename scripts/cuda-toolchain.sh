@@ -48,7 +48,7 @@ install_wheels() {
   rm -rf "$wheels" "$DIR/nvidia"
   mkdir -p "$wheels"
   log "downloading ${#PINS[@]} wheels (~650 MB)"
-  python3 -m pip download --quiet --no-deps --only-binary=:all: \
+  python3 -m pip download --quiet --no-cache-dir --no-deps --only-binary=:all: \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --platform manylinux_2_12_x86_64 --platform manylinux2010_x86_64 \

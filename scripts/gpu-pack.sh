@@ -13,12 +13,17 @@
 #
 # The calls, in order and back to back (files left on the machine survive only while it stays
 # warm, about 30 s after a call), for N folders (N = 2 for the sizes measured so far):
-#   1 .. N-1: run(command="mkdir -p /tmp/arlas-gpu/pack && cp -r .gpu/1/. /tmp/arlas-gpu/pack/ && nvidia-smi -L && ls -l /tmp/arlas-gpu/pack",
+#   1 .. N-1: run(command="mkdir -p /tmp/arlas-gpu/pack && cp -r .gpu/1/. /tmp/arlas-gpu/pack/ && ls -l /tmp/arlas-gpu/pack; nvidia-smi -L",
 #                 carry=[".gpu/1"], timeout_s=120)
-#   N:        run(command="mkdir -p /tmp/arlas-gpu/pack && cp -r .gpu/N/. /tmp/arlas-gpu/pack/ && bash /tmp/arlas-gpu/pack/gpu-check.sh",
+#   N:        run(command="mkdir -p /tmp/arlas-gpu/pack && for d in .gpu/[0-9]*; do cp -r $d/. /tmp/arlas-gpu/pack/; done; bash /tmp/arlas-gpu/pack/gpu-check.sh",
 #                 carry=[".gpu/N"], timeout_s=570)
-# gpu-check.sh stops its own steps at 480 s (BUDGET) and leaves $OUT/gpu-check.json and
-# $OUT/gpu-check.log. Whatever fails, the JSON says which step and why.
+# Each part lands twice over: in /tmp (outside the synced tree) and as the ignored folder the
+# tool leaves in the tree while the machine stays warm; the last call gathers both. Call N must
+# follow call N-1 at once: on a machine that went back in between, a part is missing, and the
+# check records the model as missing (every step that needs it fails, the others still run).
+# gpu-check.sh stops its own steps at 480 s (BUDGET; lower it, e.g. BUDGET=300 before `bash`,
+# to leave device time for a rerun) and leaves $OUT/gpu-check.json and $OUT/gpu-check.log.
+# Whatever fails, the JSON says which step and why.
 #
 # Built here on Debian 12 (glibc 2.36) for x86-64; the GPU machine's image is Ubuntu 24.04
 # (Python 3.12.3, glibc 2.39): newer, so a binary linked against 2.36 loads there (glibc is
@@ -71,6 +76,12 @@ for pair in "$arlas:last/arlas" "$devices:last/tests/devices"; do
 done
 cp scripts/gpu-check.sh scripts/gpu_check.py bench/torch_reference.py "$stage/last/"
 sha256sum "$gguf" | awk '{print $1}' >"$stage/last/smollm2.gguf.sha256"
+# What was built, for the check's JSON: the commit (and whether the tree had changes), when.
+cat >"$stage/last/build.json" <<EOF
+{"commit": "$(git rev-parse HEAD)", "dirty": $([ -z "$(git status --porcelain --untracked-files=no)" ] && echo false || echo true),
+ "built": "$(date -u -r "$arlas" +%Y-%m-%dT%H:%M:%SZ)", "cuda_compute_cap": "${CUDA_COMPUTE_CAP:-90}",
+ "rustc": "$(rustc --version)", "packed": "$(date -u +%Y-%m-%dT%H:%M:%SZ)"}
+EOF
 
 # 4. Split the model over the calls: every call's tree is the checkout's own files (tracked and
 # untracked-not-ignored, and shared/ where it has one) plus what it carries, at most 64 MiB.
@@ -121,9 +132,9 @@ grep -qxF "/${rel%%/*}/" "$exclude" 2>/dev/null || echo "/${rel%%/*}/" >>"$exclu
     size=$(du -sb "$into/$i" | cut -f1)
     echo "# call $i of $calls: carries $rel/$i ($size bytes; tree + carry = $((tree + size)))"
     if [ "$i" -lt "$calls" ]; then
-      echo "run(command=\"mkdir -p /tmp/arlas-gpu/pack && cp -r $rel/$i/. /tmp/arlas-gpu/pack/ && nvidia-smi -L && ls -l /tmp/arlas-gpu/pack\", carry=[\"$rel/$i\"], timeout_s=120)"
+      echo "run(command=\"mkdir -p /tmp/arlas-gpu/pack && cp -r $rel/$i/. /tmp/arlas-gpu/pack/ && ls -l /tmp/arlas-gpu/pack; nvidia-smi -L\", carry=[\"$rel/$i\"], timeout_s=120)"
     else
-      echo "run(command=\"mkdir -p /tmp/arlas-gpu/pack && cp -r $rel/$i/. /tmp/arlas-gpu/pack/ && bash /tmp/arlas-gpu/pack/gpu-check.sh\", carry=[\"$rel/$i\"], timeout_s=570)"
+      echo "run(command=\"mkdir -p /tmp/arlas-gpu/pack && for d in $rel/[0-9]*; do cp -r \$d/. /tmp/arlas-gpu/pack/; done; bash /tmp/arlas-gpu/pack/gpu-check.sh\", carry=[\"$rel/$i\"], timeout_s=570)"
     fi
   done
 } | tee "$into/calls.txt"

@@ -7,7 +7,8 @@ that fails or times out is recorded and the next one runs. Results: one JSON fil
 Inputs, all in the folder PACK (default: the directory of this file), as scripts/gpu-pack.sh
 prepares them: arlas (or arlas.xz), the policy crate's test binaries (tests/*, or *.xz), the
 SmolLM2 GGUF (whole, or in parts smollm2.gguf.part-*, joined here and checked against
-smollm2.gguf.sha256), torch_reference.py. Work files go to WORK (default /tmp/arlas-gpu/work).
+smollm2.gguf.sha256), torch_reference.py, build.json (the commit that was built, copied into
+the results). Work files go to WORK (default /tmp/arlas-gpu/work).
 
 Settings (environment):
     DEVICE        cuda (default) or cpu: cpu dry-runs the logic on a machine without a GPU
@@ -179,6 +180,13 @@ def prepare() -> dict:
     except (OSError, subprocess.TimeoutExpired) as e:
         info["nvidia_smi"] = f"unavailable: {e}"
     info["ld_library_path"] = os.environ.get("LD_LIBRARY_PATH", "")
+    build = os.path.join(PACK, "build.json")
+    if os.path.isfile(build):
+        try:
+            with open(build, encoding="utf-8") as f:
+                RESULTS["build"] = json.load(f)
+        except ValueError as e:
+            RESULTS["build"] = f"unreadable: {e}"
     paths = {"arlas": unpack("arlas")}
     tests = []
     for entry in sorted(glob.glob(os.path.join(PACK, "tests", "*"))):
