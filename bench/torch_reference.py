@@ -23,17 +23,26 @@ Prints one JSON object per run on stdout.
 
 MFU uses the same FLOP model as arlas (`policy/src/bench.rs`): forward = 2 x matmul parameters +
 4 x layers x context x heads x head_dim per token, training = 3 x forward (+1 x forward for the
-reference), against the best 1024x1024 f32 matmul this process measures.
+reference), against the best matmul this process measures in the run's dtype (1024x1024 on the
+CPU, 8192x8192 on a GPU).
+
+--device cuda --dtype bf16 runs the same shapes on a GPU with arlas's precision choices: sampling
+with the model's weights in bf16 (log-softmax of the logits in f32); training with f32 weights
+(AdamW's master copy) under torch.autocast(bf16), log-probs in f32, the frozen reference model in
+bf16. Times are taken between torch.cuda.synchronize() calls. On a machine without the gguf
+package, write the Hugging Face directory with `arlas model export --model smollm2 --out DIR`.
 
     bench/.venv/bin/python bench/torch_reference.py sample --model models/tiny-2m --batch 8
     bench/.venv/bin/python bench/torch_reference.py train --model models/tiny-2m --batch 8
     bench/.venv/bin/python bench/torch_reference.py export-gguf \
         --gguf models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-hf
+    python3 bench/torch_reference.py sample --model smollm2-hf --device cuda --dtype bf16 --batch 32
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -82,30 +91,50 @@ def forward_flops_per_token(cfg, context: int) -> float:
     return dense + attention
 
 
-def measure_matmul_peak(n: int = 1024) -> float:
-    a = torch.ones(n, n)
-    b = torch.ones(n, n)
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
+
+
+def sync(device: str) -> None:
+    """Waits for the GPU's queued work, so that wall clocks measure it."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def measure_matmul_peak(device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    n = 1024 if device == "cpu" else 8192
+    a = torch.ones(n, n, device=device, dtype=dtype)
+    b = torch.ones(n, n, device=device, dtype=dtype)
     best = 0.0
     for round_ in range(6):  # one warm-up, then the fastest of five
+        sync(device)
         start = time.perf_counter()
         torch.matmul(a, b)
+        sync(device)
         seconds = time.perf_counter() - start
         if round_ > 0:
             best = max(best, 2.0 * n**3 / seconds)
     return best
 
 
+def autocast(args):
+    """bf16 compute over f32 weights (the training side of --dtype bf16), else nothing."""
+    if args.dtype == "f32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=args.device.split(":")[0], dtype=DTYPES[args.dtype])
+
+
 # ---------------------------------------------------------------- model and inputs
 
 
-def load_model(path: str, attn: str):
+def load_model(path: str, attn: str, device: str = "cpu", dtype: torch.dtype = torch.float32):
     if not os.path.isfile(os.path.join(path, "config.json")):
         sys.exit(
             f"error: {path} has no config.json: give a Hugging Face-layout model directory "
-            "(for tiny: `arlas model build-tiny`; for smollm2: `torch_reference.py export-gguf`)"
+            "(for tiny: `arlas model build-tiny`; for smollm2: `arlas model export --model smollm2` "
+            "or `torch_reference.py export-gguf`)"
         )
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn)
-    return model
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn)
+    return model.to(device)
 
 
 def eos_ids(cfg) -> set[int]:
@@ -129,7 +158,9 @@ def common_fields(args, model) -> dict:
     return {
         "framework": "torch",
         "model": args.model,
-        "device": "cpu",
+        "device": args.device,
+        "dtype": args.dtype,
+        "gpu": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else None,
         "threads": torch.get_num_threads(),
         "parameters": num_parameters(model.config),
         "torch": torch.__version__,
@@ -187,24 +218,28 @@ def sample_once(model, prompts: torch.Tensor, new_tokens: int, eos: int | None):
 
 
 @torch.inference_mode()
-def bench_sample(args) -> dict:
-    model = load_model(args.model, args.attn).eval()
+def bench_sample(args, model=None) -> dict:
+    if model is None:
+        model = load_model(args.model, args.attn, args.device, DTYPES[args.dtype])
+    model.eval()
     cfg = model.config
     generator = torch.Generator().manual_seed(args.seed)
-    prompts = random_tokens(cfg, args.batch, args.prompt_len, generator)
+    prompts = random_tokens(cfg, args.batch, args.prompt_len, generator).to(args.device)
     torch.manual_seed(args.seed)
     eos = min(eos_ids(cfg)) if eos_ids(cfg) else None
     sample_once(model, prompts, 2, eos)  # warm-up, as arlas (2 new tokens)
     times, generated = [], 0
     for _ in range(max(args.repeats, 1)):
+        sync(args.device)
         start = time.perf_counter()
         generated += sample_once(model, prompts, args.new_tokens, eos)
+        sync(args.device)
         times.append(time.perf_counter() - start)
     seconds = sum(times)
     repeats = len(times)
     prefill = args.batch * args.prompt_len * repeats * forward_flops_per_token(cfg, args.prompt_len // 2)
     decode = generated * forward_flops_per_token(cfg, args.prompt_len + args.new_tokens // 2)
-    peak = measure_matmul_peak()
+    peak = measure_matmul_peak(args.device, DTYPES[args.dtype])
     flops_per_sec = (prefill + decode) / seconds
     per_repeat = args.batch * args.new_tokens
     return {
@@ -240,19 +275,20 @@ def scored_logprobs(model, ids: torch.Tensor, half: int):
     return logp, entropy
 
 
-def grpo_step(model, reference, optimizer, params, tokens, behaviour, advantages, micro, half):
+def grpo_step(model, reference, optimizer, params, tokens, behaviour, advantages, micro, half, cast):
     optimizer.zero_grad(set_to_none=True)
     total = tokens.shape[0] * half
     loss_sum = 0.0
     for start in range(0, tokens.shape[0], micro):
         ids = tokens[start : start + micro]
-        logp, _entropy = scored_logprobs(model, ids, half)
+        with cast():
+            logp, _entropy = scored_logprobs(model, ids, half)
         ratio = torch.exp(logp - behaviour[start : start + micro])
         adv = advantages[start : start + micro].unsqueeze(1)
         objective = torch.minimum(ratio * adv, ratio.clamp(1.0 - CLIP_LOW, 1.0 + CLIP_HIGH) * adv)
         loss = -objective
         if reference is not None:
-            with torch.no_grad():
+            with torch.no_grad(), cast():
                 ref_logp, _ = scored_logprobs(reference, ids, half)
             diff = ref_logp - logp
             loss = loss + KL_COEF * (torch.exp(diff) - diff - 1.0)
@@ -264,31 +300,37 @@ def grpo_step(model, reference, optimizer, params, tokens, behaviour, advantages
     return loss_sum, grad_norm
 
 
-def bench_train(args) -> dict:
-    model = load_model(args.model, args.attn)
+def bench_train(args, model=None) -> dict:
+    # f32 weights (the optimizer's), bf16 compute under autocast when --dtype bf16.
+    if model is None:
+        model = load_model(args.model, args.attn, args.device, torch.float32)
     cfg = model.config
     micro = args.micro_batch or args.batch
     half = args.seq_len // 2
     generator = torch.Generator().manual_seed(args.seed)
-    tokens = random_tokens(cfg, args.batch, args.seq_len, generator)
+    tokens = random_tokens(cfg, args.batch, args.seq_len, generator).to(args.device)
+    cast = lambda: autocast(args)  # noqa: E731
     reference = None
     if not args.no_reference:
-        reference = copy.deepcopy(model).eval().requires_grad_(False)
+        # Frozen, so stored in the compute dtype (as arlas stores a frozen copy).
+        reference = copy.deepcopy(model).to(DTYPES[args.dtype]).eval().requires_grad_(False)
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), cast():
         behaviour = torch.cat(
             [scored_logprobs(model, tokens[s : s + micro], half)[0] for s in range(0, args.batch, micro)]
         )
     model.train()
-    advantages = torch.tensor([1.0 if i % 2 == 0 else -1.0 for i in range(args.batch)])
+    advantages = torch.tensor([1.0 if i % 2 == 0 else -1.0 for i in range(args.batch)], device=args.device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-    step_args = (model, reference, optimizer, params, tokens, behaviour, advantages, micro, half)
+    step_args = (model, reference, optimizer, params, tokens, behaviour, advantages, micro, half, cast)
     grpo_step(*step_args)  # warm-up step
     times = []
     for _ in range(args.steps):
+        sync(args.device)
         start = time.perf_counter()
         loss, grad_norm = grpo_step(*step_args)
+        sync(args.device)
         times.append(time.perf_counter() - start)
     seconds = sum(times)
     n_tokens = args.batch * args.seq_len * args.steps
@@ -296,7 +338,7 @@ def bench_train(args) -> dict:
     if reference is not None:
         per_token += forward_flops_per_token(cfg, half)
     flops_per_sec = n_tokens * per_token / seconds
-    peak = measure_matmul_peak()
+    peak = measure_matmul_peak(args.device, DTYPES[args.dtype])
     return {
         "bench": "train",
         **common_fields(args, model),
@@ -357,6 +399,17 @@ def export_gguf(args) -> dict:
 # ---------------------------------------------------------------- command line
 
 
+def batches(value: str) -> list[int]:
+    """`8` or `1,8,32,64`."""
+    try:
+        sizes = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"batch sizes must be integers: {value!r}") from e
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive: {value!r}")
+    return sizes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -366,17 +419,21 @@ def main() -> None:
         p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
         p.add_argument("--seed", type=int, default=0, help="seed of the random inputs and sampler")
         p.add_argument("--attn", default="sdpa", help="attn_implementation (sdpa or eager)")
+        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+        p.add_argument("--dtype", default="f32", choices=sorted(DTYPES), help="compute dtype (default f32)")
 
     s = sub.add_parser("sample", help="batched sampling with the KV cache: tokens/s")
     common(s)
-    s.add_argument("--batch", type=int, default=8, help="prompts per batch (arlas default 8)")
+    s.add_argument("--batch", type=batches, default=[8], help="prompts per batch (arlas default 8); "
+                   "a comma-separated list runs each in turn over one loaded model, one JSON line each")
     s.add_argument("--prompt-len", type=int, default=128, help="tokens per prompt (arlas default 128)")
     s.add_argument("--new-tokens", type=int, default=128, help="new tokens per prompt (arlas default 128)")
     s.add_argument("--repeats", type=int, default=2, help="timed repetitions (arlas default 2)")
 
     t = sub.add_parser("train", help="GRPO steps + AdamW: tokens/s")
     common(t)
-    t.add_argument("--batch", type=int, default=8, help="sequences per step (arlas default 8)")
+    t.add_argument("--batch", type=batches, default=[8], help="sequences per step (arlas default 8); "
+                   "a comma-separated list runs each in turn, from the same loaded weights")
     t.add_argument("--seq-len", type=int, default=256, help="tokens per sequence (arlas default 256)")
     t.add_argument("--micro-batch", type=int, default=None, help="sequences per pass (default --batch)")
     t.add_argument("--steps", type=int, default=3, help="timed steps (arlas default 3)")
@@ -389,11 +446,22 @@ def main() -> None:
 
     args = parser.parse_args()
     if args.command == "export-gguf":
-        result = export_gguf(args)
+        print(json.dumps(export_gguf(args)), flush=True)
+        return
+    torch.set_num_threads(args.threads)
+    sizes = args.batch
+    if args.command == "sample":
+        model = load_model(args.model, args.attn, args.device, DTYPES[args.dtype])
     else:
-        torch.set_num_threads(args.threads)
-        result = bench_sample(args) if args.command == "sample" else bench_train(args)
-    print(json.dumps(result), flush=True)
+        model = load_model(args.model, args.attn, args.device, torch.float32)
+    for batch in sizes:
+        one = argparse.Namespace(**{**vars(args), "batch": batch})
+        if args.command == "sample":
+            result = bench_sample(one, model)
+        else:
+            # Every batch trains from the same weights, with a fresh optimizer.
+            result = bench_train(one, copy.deepcopy(model))
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

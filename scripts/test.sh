@@ -26,3 +26,13 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# The `cuda` feature, compiled without a GPU (scripts/build-cuda.sh: the CUDA 13.0 toolchain
+# from PyPI wheels, clippy on the feature, the release binary in target/cuda). CI runs it
+# (.ci/run sets ARLAS_CUDA_BUILD=1); elsewhere it is opt-in, since it adds ~20 minutes on two
+# cores and ~4 GB of disk (docs/benchmarks.md, "The GPU path").
+if [ "${ARLAS_CUDA_BUILD:-0}" = 1 ]; then
+  df -h . | tail -1 >&2
+  bash scripts/build-cuda.sh
+  df -h . | tail -1 >&2
+fi

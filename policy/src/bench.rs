@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::LlamaConfig;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
+use crate::precision::Precision;
 use crate::sampling::SamplingParams;
 use crate::scoring::ScoreItem;
 use crate::train::{GrpoItem, StepStats, Trainer};
@@ -30,10 +31,10 @@ pub fn train_flops_per_token(config: &LlamaConfig, context: usize) -> f64 {
     3.0 * forward_flops_per_token(config, context)
 }
 
-/// The best f32 matmul throughput (FLOP/s) of `device` over a few `n x n` products.
-pub fn measure_matmul_peak(device: &Device, n: usize) -> Result<f64> {
-    let a = Tensor::ones((n, n), DType::F32, device)?;
-    let b = Tensor::ones((n, n), DType::F32, device)?;
+/// The best `dtype` matmul throughput (FLOP/s) of `device` over a few `n x n` products.
+pub fn measure_matmul_peak(device: &Device, dtype: DType, n: usize) -> Result<f64> {
+    let a = Tensor::ones((n, n), dtype, device)?;
+    let b = Tensor::ones((n, n), dtype, device)?;
     let mut best = 0.0f64;
     // One warm-up, then keep the fastest of a few runs.
     for round in 0..6 {
@@ -47,6 +48,13 @@ pub fn measure_matmul_peak(device: &Device, n: usize) -> Result<f64> {
         }
     }
     Ok(best)
+}
+
+/// The matmul peak a policy's MFU is taken against: its compute dtype, on its device, with
+/// products large enough to fill it (1024 on a CPU, 8192 on a GPU).
+pub fn policy_matmul_peak(policy: &Policy) -> Result<f64> {
+    let n = if policy.device().is_cpu() { 1024 } else { 8192 };
+    measure_matmul_peak(policy.device(), policy.precision().dtype(), n)
 }
 
 #[allow(clippy::cast_precision_loss)] // counts are far below 2^52
@@ -100,6 +108,8 @@ impl BenchEnv {
 /// What a sampling benchmark measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SampleReport {
+    /// The compute dtype.
+    pub precision: Precision,
     pub generated_tokens: usize,
     pub seconds: f64,
     /// Wall time of each timed `generate` call.
@@ -127,6 +137,8 @@ pub struct TrainBench {
 /// What a training benchmark measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainReport {
+    /// The compute dtype (the optimizer's weights are f32).
+    pub precision: Precision,
     pub trainable_parameters: usize,
     pub tokens: usize,
     pub seconds: f64,
@@ -181,12 +193,15 @@ pub fn run_sample_bench(policy: &Policy, bench: &SampleBench) -> Result<SampleRe
         policy.eos_ids()
     };
     policy.generate_with_eos(&prompts, &warm_up, eos)?;
+    let device = policy.device();
     let repeats = bench.repeats.max(1);
     let mut generated = 0;
     let mut repeat_seconds = Vec::with_capacity(repeats);
     for _ in 0..repeats {
+        device.synchronize()?;
         let start = Instant::now();
         let out = policy.generate_with_eos(&prompts, &params, eos)?;
+        device.synchronize()?;
         repeat_seconds.push(start.elapsed().as_secs_f64());
         generated += out.iter().map(|g| g.tokens.len()).sum::<usize>();
     }
@@ -196,9 +211,10 @@ pub fn run_sample_bench(policy: &Policy, bench: &SampleBench) -> Result<SampleRe
         * forward_flops_per_token(config, bench.prompt_len / 2);
     let decode = to_f64(generated)
         * forward_flops_per_token(config, bench.prompt_len + bench.new_tokens / 2);
-    let peak = measure_matmul_peak(policy.device(), 1024)?;
+    let peak = policy_matmul_peak(policy)?;
     let flops_per_sec = (prefill + decode) / seconds;
     Ok(SampleReport {
+        precision: policy.precision(),
         generated_tokens: generated,
         seconds,
         repeat_seconds,
@@ -251,9 +267,13 @@ pub fn run_train_bench(trainer: &mut Trainer, bench: &TrainBench) -> Result<Trai
     trainer.grpo_step(&items, reference.as_ref())?;
     let mut last = None;
     let mut step_seconds = Vec::with_capacity(bench.steps);
+    let device = trainer.policy().device().clone();
     for _ in 0..bench.steps {
+        device.synchronize()?;
         let start = Instant::now();
         last = Some(trainer.grpo_step(&items, reference.as_ref())?);
+        // A GPU may still be applying the update when the step returns.
+        device.synchronize()?;
         step_seconds.push(start.elapsed().as_secs_f64());
     }
     let seconds: f64 = step_seconds.iter().sum();
@@ -263,9 +283,10 @@ pub fn run_train_bench(trainer: &mut Trainer, bench: &TrainBench) -> Result<Trai
         per_token += forward_flops_per_token(&config, bench.seq_len / 2);
     }
     let flops_per_sec = to_f64(tokens) * per_token / seconds;
-    let peak = measure_matmul_peak(trainer.policy().device(), 1024)?;
+    let peak = policy_matmul_peak(trainer.policy())?;
     let last_step = last.ok_or_else(|| Error::InvalidInput("no timed step ran".to_string()))?;
     Ok(TrainReport {
+        precision: trainer.policy().precision(),
         trainable_parameters,
         tokens,
         seconds,
@@ -295,6 +316,7 @@ mod tests {
             train_flops_per_token(&config, 10),
             3.0 * forward_flops_per_token(&config, 10)
         );
-        assert!(measure_matmul_peak(&Device::Cpu, 64).unwrap() > 0.0);
+        assert!(measure_matmul_peak(&Device::Cpu, DType::F32, 64).unwrap() > 0.0);
+        assert!(measure_matmul_peak(&Device::Cpu, DType::BF16, 64).unwrap() > 0.0);
     }
 }

@@ -109,13 +109,19 @@ pub(crate) fn policy_files(policy: &Policy) -> Result<Vec<(String, Vec<u8>)>> {
             files.push((ADAPTER_CONFIG.to_string(), pretty(&adapter_config)?));
         }
         _ => {
+            let tensors = policy.base_tensors();
+            // The dtype the weights are stored in: f32, or bf16 for a frozen bf16 policy.
+            let stored = match tensors.values().next().map(Tensor::dtype) {
+                Some(candle_core::DType::BF16) => "bfloat16",
+                Some(candle_core::DType::F16) => "float16",
+                _ => "float32",
+            };
             let mut config = policy.config().clone();
             config.extra.insert(
                 "torch_dtype".to_string(),
-                serde_json::Value::String("float32".to_string()),
+                serde_json::Value::String(stored.to_string()),
             );
             files.push((CONFIG_FILE.to_string(), config.to_json()?.into_bytes()));
-            let tensors = policy.base_tensors();
             let views = tensors.iter().map(|(k, t)| (k.clone(), t));
             let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
             files.push((

@@ -4,7 +4,8 @@ use candle_core::Device;
 
 use crate::error::{Error, Result};
 
-/// `cpu`, `cuda` (GPU 0) or `cuda:N`. CUDA needs a build with the `cuda` feature.
+/// `cpu`, `cuda` (GPU 0) or `cuda:N`. CUDA needs a build with the `cuda` feature and a
+/// visible GPU; either missing is an error that says which.
 pub fn device_from_name(name: &str) -> Result<Device> {
     let ordinal = match name {
         "cpu" => return Ok(Device::Cpu),
@@ -18,11 +19,25 @@ pub fn device_from_name(name: &str) -> Result<Device> {
             }
         },
     };
+    open_cuda(name, ordinal)
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda(name: &str, ordinal: usize) -> Result<Device> {
     Device::new_cuda(ordinal).map_err(|e| {
         Error::InvalidInput(format!(
-            "cannot open {name}: {e}; CUDA needs a build with `--features cuda` on a machine with the CUDA toolkit"
+            "cannot open {name}: no usable CUDA GPU {ordinal} ({e}); check that the NVIDIA driver \
+             is loaded and the GPU visible (nvidia-smi), or use --device cpu"
         ))
     })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(name: &str, _ordinal: usize) -> Result<Device> {
+    Err(Error::InvalidInput(format!(
+        "cannot open {name}: this arlas was built without CUDA; rebuild it with `--features cuda` \
+         (scripts/build-cuda.sh) or use --device cpu"
+    )))
 }
 
 #[cfg(test)]
@@ -41,5 +56,10 @@ mod tests {
                 .to_string()
                 .contains("--features cuda")
         );
+        // A CUDA build says that the GPU, not the build, is missing.
+        #[cfg(feature = "cuda")]
+        if let Err(e) = device_from_name("cuda:0") {
+            assert!(e.to_string().contains("no usable CUDA GPU 0"), "{e}");
+        }
     }
 }

@@ -23,6 +23,7 @@ use crate::gguf;
 use crate::lora::LoraConfig;
 use crate::model::store::Fill;
 use crate::policy::{Policy, PolicyParts};
+use crate::precision::Precision;
 use crate::presets::TinyPreset;
 use crate::tokenizer::{PolicyTokenizer, TINY_SPECIAL_TOKENS, train_tiny_tokenizer};
 
@@ -86,6 +87,17 @@ pub struct LoadOptions {
     pub seed: u64,
     /// Corpus for building a missing `tiny` model directory.
     pub tiny_corpus: Option<CorpusFn>,
+    /// The compute dtype; `None` picks [`Precision::default_for`] the device (f32 on the
+    /// CPU, bf16 on a GPU). Trainable variables are f32 whatever this is.
+    pub precision: Option<Precision>,
+}
+
+impl LoadOptions {
+    /// The compute dtype on `device`: the one asked for, else the device's default.
+    pub fn precision_on(&self, device: &Device) -> Precision {
+        self.precision
+            .unwrap_or_else(|| Precision::default_for(device))
+    }
 }
 
 impl Default for LoadOptions {
@@ -96,6 +108,7 @@ impl Default for LoadOptions {
             trainable: false,
             seed: 0,
             tiny_corpus: None,
+            precision: None,
         }
     }
 }
@@ -108,6 +121,7 @@ impl fmt::Debug for LoadOptions {
             .field("trainable", &self.trainable)
             .field("seed", &self.seed)
             .field("tiny_corpus", &self.tiny_corpus.is_some())
+            .field("precision", &self.precision)
             .finish()
     }
 }
@@ -156,6 +170,7 @@ impl Policy {
                 source: source.to_string(),
                 lora: fresh_lora(options),
                 trainable: options.trainable,
+                precision: options.precision_on(device),
             },
             device,
         )
@@ -225,6 +240,7 @@ fn load_smollm2(device: &Device, options: &LoadOptions) -> Result<Policy> {
             source: "smollm2".to_string(),
             lora: fresh_lora(options),
             trainable: options.trainable,
+            precision: options.precision_on(device),
         },
         device,
     )
@@ -276,6 +292,7 @@ fn load_dir(
             source,
             lora: fresh_lora(options),
             trainable: options.trainable,
+            precision: options.precision_on(device),
         },
         device,
     )
@@ -303,6 +320,7 @@ fn load_lora_checkpoint(dir: &Path, device: &Device, options: &LoadOptions) -> R
             source: adapter.base.clone(),
             lora: Some((adapter.config, adapter.tensors, 0)),
             trainable: options.trainable,
+            precision: options.precision_on(device),
         },
         device,
     )

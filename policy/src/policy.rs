@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
 use crate::chat::ChatTemplate;
 use crate::config::LlamaConfig;
@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::lora::LoraConfig;
 use crate::model::store::{Fill, WeightStore};
 use crate::model::{Decoder, Kernels, LoraBuilder};
+use crate::precision::Precision;
 use crate::sampling::{self, Generation, SamplingParams, StopRules};
 use crate::scoring::{self, ScoreItem, ScoreOutput};
 use crate::tokenizer::PolicyTokenizer;
@@ -38,6 +39,7 @@ pub struct Policy {
     eos: Vec<u32>,
     source: String,
     trainable: bool,
+    precision: Precision,
 }
 
 impl std::fmt::Debug for Policy {
@@ -47,6 +49,7 @@ impl std::fmt::Debug for Policy {
             .field("config", self.decoder.config())
             .field("lora", &self.adapter.as_ref().map(|a| &a.config))
             .field("trainable", &self.trainable)
+            .field("precision", &self.precision)
             .finish()
     }
 }
@@ -63,6 +66,7 @@ pub(crate) struct PolicyParts {
     /// LoRA adapters to attach: settings, loaded tensors (empty = fresh) and init seed.
     pub(crate) lora: Option<(LoraConfig, HashMap<String, Tensor>, u64)>,
     pub(crate) trainable: bool,
+    pub(crate) precision: Precision,
 }
 
 impl Policy {
@@ -75,6 +79,7 @@ impl Policy {
             source,
             lora,
             trainable,
+            precision,
         } = parts;
         if chat.tokenizer().vocab_size() > config.vocab_size {
             return Err(Error::Config(format!(
@@ -83,7 +88,17 @@ impl Policy {
                 config.vocab_size
             )));
         }
-        let base = WeightStore::new(weights, fill, trainable && lora.is_none());
+        // Trainable variables are the optimizer's f32 master weights; frozen weights are
+        // stored in the compute dtype (see precision.rs).
+        let storage = |trains: bool| {
+            if trains {
+                DType::F32
+            } else {
+                precision.dtype()
+            }
+        };
+        let base_trains = trainable && lora.is_none();
+        let base = WeightStore::new(weights, fill, base_trains);
         let adapter = lora.map(|(config, tensors, seed)| {
             let fill = if tensors.is_empty() {
                 Fill::Random { seed }
@@ -96,14 +111,15 @@ impl Policy {
             }
         });
         let lora_builder = adapter.as_ref().map(|a| LoraBuilder {
-            vb: a.store.var_builder(device),
+            vb: a.store.var_builder(storage(trainable), device),
             config: a.config.clone(),
         });
         let decoder = Decoder::new(
             &config,
-            &base.var_builder(device),
+            &base.var_builder(storage(base_trains), device),
             lora_builder.as_ref(),
             device,
+            precision.dtype(),
         )?;
         let unused = base.unused_loaded();
         if !unused.is_empty() {
@@ -122,7 +138,7 @@ impl Policy {
         eos.sort_unstable();
         eos.dedup();
         Ok(Self {
-            detached: decoder.detached(),
+            detached: decoder.detached()?,
             decoder,
             base,
             adapter,
@@ -130,6 +146,7 @@ impl Policy {
             eos,
             source,
             trainable,
+            precision,
         })
     }
 
@@ -148,6 +165,24 @@ impl Policy {
 
     pub fn device(&self) -> &Device {
         self.decoder.device()
+    }
+
+    /// The dtype this policy computes in (its trainable variables stay f32).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Whether sampling and scoring use arlas's own CPU kernels (f32 on the CPU only).
+    pub fn uses_cpu_kernels(&self) -> bool {
+        self.decoder.native()
+    }
+
+    /// Allows (the default) or forbids arlas's own CPU kernels. Forbidden, an f32 policy on
+    /// the CPU runs the portable candle primitives that a GPU or bf16 runs: tests and A/B
+    /// benchmarks use it to check that path without a GPU.
+    pub fn set_cpu_kernels(&mut self, on: bool) {
+        self.decoder.set_cpu_kernels(on);
+        self.detached.set_cpu_kernels(on);
     }
 
     /// What the weights came from (`tiny-2m`, `smollm2`, a directory).
@@ -203,23 +238,23 @@ impl Policy {
             eos,
             tokenizer: self.tokenizer(),
         };
-        sampling::generate(&self.detached, &rules, prompts, params)
+        sampling::generate(&self.detached.for_compute()?, &rules, prompts, params)
     }
 
-    /// Log-probs (with autograd when trainable) and entropies of the masked tokens.
+    /// Log-probs (with autograd when trainable) and entropies of the masked tokens, f32.
     pub fn score(&self, items: &[ScoreItem]) -> Result<ScoreOutput> {
-        scoring::score(&self.decoder, items, Kernels::Autograd)
+        scoring::score(&self.decoder.for_compute()?, items, Kernels::Autograd)
     }
 
     /// Like [`Policy::score`] but never builds a graph (reference models, metrics).
     pub fn score_no_grad(&self, items: &[ScoreItem]) -> Result<ScoreOutput> {
-        scoring::score(&self.detached, items, Kernels::Fused)
+        scoring::score(&self.detached.for_compute()?, items, Kernels::Fused)
     }
 
     /// The next-token log-prob distribution (full vocabulary) after each context, from a
     /// full forward pass without cache and without graph.
     pub fn next_token_logprobs(&self, contexts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        scoring::next_token_logprobs(&self.detached, contexts, Kernels::Autograd)
+        scoring::next_token_logprobs(&self.detached.for_compute()?, contexts, Kernels::Autograd)
     }
 
     /// Names of the trainable variables (the adapters under LoRA), sorted.
@@ -330,10 +365,13 @@ impl Policy {
                 source: self.source.clone(),
                 lora,
                 trainable: false,
+                precision: self.precision,
             },
             &device,
         )?;
+        let cpu_kernels = self.decoder.cpu_kernels();
         *self = rebuilt;
+        self.set_cpu_kernels(cpu_kernels);
         Ok(())
     }
 
@@ -356,9 +394,14 @@ impl Policy {
                 source: self.source.clone(),
                 lora,
                 trainable: false,
+                precision: self.precision,
             },
             self.device(),
         )
+        .map(|mut copy| {
+            copy.set_cpu_kernels(self.decoder.cpu_kernels());
+            copy
+        })
     }
 }
 

@@ -220,6 +220,7 @@ fn generate_group(
 
     let mut active: Vec<usize> = (0..batch).collect();
     loop {
+        // f32 (see Decoder::logits); on a GPU this copy is the step's one synchronisation.
         let logits = decoder.logits(&last)?.to_vec2::<f32>()?;
         // Each active row draws from its own logits with its own generator, in parallel.
         let mut active_rows: Vec<&mut Row> = rows

@@ -169,7 +169,7 @@ pub(crate) fn score(
     let n = targets.len();
     let selected = hidden.index_select(&Tensor::from_vec(rows, n, &device)?, 0)?;
     let logits = decoder.logits(&selected)?;
-    let (logprobs, entropies) = if device.is_cpu() {
+    let (logprobs, entropies) = if decoder.native() {
         // One kernel with its own backward (no (tokens, vocab) log-softmax kept for it).
         token_logprobs::token_logprobs(&logits, &targets)?
     } else {

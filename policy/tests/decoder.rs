@@ -6,38 +6,9 @@
 mod common;
 
 use arlas_policy::{Finish, LoraConfig, SamplingParams, ScoreItem};
-use common::{max_abs_diff, policy_with, prompts, tiny_config, tiny_policy};
+use common::{max_abs_diff, policy_with, prompts, sampled_vs_scored, tiny_config, tiny_policy};
 
 const TOLERANCE: f32 = 1e-4;
-
-fn sampled_vs_scored(policy: &arlas_policy::Policy, params: &SamplingParams) -> f32 {
-    let prompts = prompts(policy);
-    let generations = policy.generate(&prompts, params).unwrap();
-    assert_eq!(generations.len(), prompts.len());
-    let items: Vec<ScoreItem> = prompts
-        .iter()
-        .zip(&generations)
-        .map(|(p, g)| ScoreItem::completion(p, &g.tokens))
-        .collect();
-    let mut worst = 0.0f32;
-    // Scored together (right-padded batch), with and without autograd, and one by one.
-    let batched = policy.score(&items).unwrap().logprobs_vec().unwrap();
-    let no_grad = policy
-        .score_no_grad(&items)
-        .unwrap()
-        .logprobs_vec()
-        .unwrap();
-    for (i, g) in generations.iter().enumerate() {
-        assert!(!g.tokens.is_empty());
-        assert_eq!(g.tokens.len(), g.logprobs.len());
-        let single = policy.score(&items[i..=i]).unwrap().logprobs_vec().unwrap();
-        worst = worst
-            .max(max_abs_diff(&g.logprobs, &batched[i]))
-            .max(max_abs_diff(&g.logprobs, &no_grad[i]))
-            .max(max_abs_diff(&g.logprobs, &single[0]));
-    }
-    worst
-}
 
 #[test]
 fn sampled_and_scored_logprobs_agree_for_tiny() {
@@ -48,7 +19,7 @@ fn sampled_and_scored_logprobs_agree_for_tiny() {
         seed: 11,
         ..SamplingParams::default()
     };
-    let worst = sampled_vs_scored(&policy, &params);
+    let worst = sampled_vs_scored(&policy, &params).max;
     eprintln!("tiny: max |sampled - scored| = {worst:e}");
     assert!(worst <= TOLERANCE, "{worst}");
 }
@@ -71,7 +42,7 @@ fn agreement_holds_for_untied_biased_grouped_and_lora_models() {
             seed: 5,
             ..SamplingParams::default()
         };
-        let worst = sampled_vs_scored(&policy, &params);
+        let worst = sampled_vs_scored(&policy, &params).max;
         assert!(worst <= TOLERANCE, "{worst}");
     }
 }

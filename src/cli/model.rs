@@ -10,8 +10,8 @@ use anyhow::Context as _;
 use arlas::pipeline::models::game_corpus;
 use arlas_policy::bench::{SampleBench, TrainBench};
 use arlas_policy::{
-    ChatFormat, Device, LoadOptions, LoraConfig, ModelSpec, Policy, SamplingParams, TinyPreset,
-    TrainConfig, Trainer,
+    ChatFormat, Device, LoadOptions, LoraConfig, ModelSpec, Policy, Precision, SamplingParams,
+    TinyPreset, TrainConfig, Trainer,
 };
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -34,6 +34,10 @@ pub struct ModelArgs {
     /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, env = "ARLAS_DEVICE", default_value = "cpu")]
     pub device: String,
+    /// Compute dtype: f32, bf16, or auto (f32 on the CPU, bf16 on a GPU). Trained weights
+    /// stay f32 (the optimizer's master copy) whatever this is.
+    #[arg(long, env = "ARLAS_DTYPE", default_value = "auto")]
+    pub dtype: String,
 }
 
 impl ModelArgs {
@@ -41,25 +45,30 @@ impl ModelArgs {
         Ok(ModelSpec::parse(&self.model)?)
     }
 
-    fn options(&self, trainable: bool, lora: Option<LoraConfig>) -> LoadOptions {
-        LoadOptions {
+    fn options(&self, trainable: bool, lora: Option<LoraConfig>) -> anyhow::Result<LoadOptions> {
+        Ok(LoadOptions {
             models_dir: self.models_dir.clone(),
             lora,
             trainable,
             seed: self.init_seed,
             tiny_corpus: Some(game_corpus()),
-        }
+            precision: Precision::parse_choice(&self.dtype)?,
+        })
     }
 
     fn load(&self, trainable: bool, lora: Option<LoraConfig>) -> anyhow::Result<(Policy, Device)> {
+        // Flags first, so that a typo fails before a model is read.
+        let options = self.options(trainable, lora)?;
         let device = arlas_policy::device_from_name(&self.device)?;
         let spec = self.spec()?;
         let start = Instant::now();
-        let policy = Policy::load(&spec, &device, &self.options(trainable, lora))
+        let policy = Policy::load(&spec, &device, &options)
             .with_context(|| format!("cannot load model {spec}"))?;
         tracing::info!(
             model = %spec,
             params = policy.num_parameters(),
+            device = %self.device,
+            dtype = %policy.precision(),
             seconds = start.elapsed().as_secs_f64(),
             "model loaded"
         );
@@ -128,8 +137,9 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Write a model as a Hugging Face directory (f32 safetensors, tokenizer, chat template)
-    /// with an arlas manifest: e.g. SmolLM2 from its GGUF, for transformers or as a base.
+    /// Write a model as a Hugging Face directory (safetensors in --dtype, f32 on the CPU by
+    /// default; tokenizer, chat template) with an arlas manifest: e.g. SmolLM2 from its GGUF,
+    /// for transformers or as a base.
     Export {
         #[command(flatten)]
         model: ModelArgs,
@@ -243,6 +253,8 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     if args.json {
         let value = serde_json::json!({
             "text": text,
+            "device": args.model.device,
+            "dtype": policy.precision(),
             "prompt_tokens": prompt.len(),
             "tokens": generation.tokens,
             "logprobs": generation.logprobs,

@@ -31,6 +31,7 @@ pub fn options(models_dir: &Path, trainable: bool, seed: u64) -> LoadOptions {
         trainable,
         seed,
         tiny_corpus: Some(game_corpus()),
+        precision: None,
     }
 }
 

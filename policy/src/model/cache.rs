@@ -44,7 +44,7 @@ impl KvCache {
             )));
         }
         let (b, h, _, d) = k.dims4()?;
-        let buf = self.buffer(layer, b, h, d, k.device())?;
+        let buf = self.buffer(layer, b, (h, d), k.dtype(), k.device())?;
         let (k_buf, v_buf) = (buf.get(0)?, buf.get(1)?);
         k_buf.slice_set(&k.contiguous()?, 2, self.len)?;
         v_buf.slice_set(&v.contiguous()?, 2, self.len)?;
@@ -54,13 +54,14 @@ impl KvCache {
         ))
     }
 
-    /// The layer's buffer `(2, B, kv_heads, capacity, head_dim)`, allocated on first use.
+    /// The layer's buffer `(2, B, kv_heads, capacity, head_dim)` of `dtype` (the compute
+    /// dtype: bf16 halves the cache), allocated on first use.
     pub(crate) fn buffer(
         &mut self,
         layer: usize,
         batch: usize,
-        kv_heads: usize,
-        head_dim: usize,
+        (kv_heads, head_dim): (usize, usize),
+        dtype: DType,
         device: &Device,
     ) -> Result<Tensor> {
         let capacity = self.capacity;
@@ -69,10 +70,13 @@ impl KvCache {
             .get_mut(layer)
             .ok_or_else(|| Error::InvalidInput(format!("kv cache has no layer {layer}")))?;
         match entry {
-            Some(buf) => Ok(buf.clone()),
+            Some(buf) if buf.dtype() == dtype => Ok(buf.clone()),
+            Some(buf) => Err(Error::InvalidInput(format!(
+                "kv cache layer {layer} holds {:?}, this pass computes in {dtype:?}",
+                buf.dtype()
+            ))),
             None => {
-                let buf =
-                    Tensor::zeros((2, batch, kv_heads, capacity, head_dim), DType::F32, device)?;
+                let buf = Tensor::zeros((2, batch, kv_heads, capacity, head_dim), dtype, device)?;
                 *entry = Some(buf.clone());
                 Ok(buf)
             }

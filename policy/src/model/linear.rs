@@ -148,17 +148,20 @@ impl Linear {
         Ok(self.weight.dim(0)?)
     }
 
-    /// The same layer over detached tensors (shared storage, no autograd graph).
-    pub(crate) fn detached(&self) -> Self {
-        Self {
-            weight: self.weight.detach(),
-            bias: self.bias.as_ref().map(Tensor::detach),
-            adapter: self.adapter.as_ref().map(|a| Adapter {
-                a: a.a.detach(),
-                b: a.b.detach(),
-                scale: a.scale,
-            }),
-        }
+    /// The same layer with `f` applied to every tensor (detach, cast).
+    pub(crate) fn map(&self, f: &impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        Ok(Self {
+            weight: f(&self.weight)?,
+            bias: self.bias.as_ref().map(f).transpose()?,
+            adapter: match &self.adapter {
+                Some(a) => Some(Adapter {
+                    a: f(&a.a)?,
+                    b: f(&a.b)?,
+                    scale: a.scale,
+                }),
+                None => None,
+            },
+        })
     }
 }
 
@@ -172,12 +175,13 @@ const FEW_ROWS: usize = 64;
 
 /// `x W^T` for `x` of shape `(N, in)` and `W` of shape `(out, in)`.
 ///
-/// For the few rows of a decoding step it is computed as `(W x^T)^T`, which lets gemm stream
-/// the row-major weight instead of packing its transpose: measured 3.5x faster for
-/// SmolLM2's layers at batch 8, 4x for its LM head. For many rows (prefill, training) the
-/// direct product is faster.
+/// For the few rows of a decoding step on the CPU it is computed as `(W x^T)^T`, which lets
+/// gemm stream the row-major weight instead of packing its transpose: measured 3.5x faster
+/// for SmolLM2's layers at batch 8, 4x for its LM head. For many rows (prefill, training) the
+/// direct product is faster. On a GPU cuBLAS takes either layout at the same speed, and the
+/// direct product leaves a contiguous result for the element-wise kernels that follow.
 pub(crate) fn weight_matmul(weight: &Tensor, x: &Tensor) -> Result<Tensor> {
-    if x.dim(0)? <= FEW_ROWS {
+    if x.dim(0)? <= FEW_ROWS && weight.device().is_cpu() {
         Ok(weight.matmul(&x.t()?)?.t()?)
     } else {
         Ok(x.matmul(&weight.t()?)?)

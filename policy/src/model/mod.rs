@@ -3,6 +3,10 @@
 //!
 //! Tensor names are Hugging Face's (`model.layers.{i}.self_attn.q_proj.weight`, ...), so the
 //! same construction trains from a `Var` store and loads a safetensors checkpoint.
+//!
+//! A decoder computes in one dtype (f32 or bf16, see precision.rs); its weights may be stored
+//! in another (a trainable policy's f32 master weights): [`Decoder::for_compute`] casts them
+//! for one call, through differentiable casts.
 
 mod cache;
 mod decode_attention;
@@ -19,11 +23,12 @@ pub(crate) mod vector;
 pub(crate) use cache::KvCache;
 pub(crate) use linear::LoraBuilder;
 pub use ops::Kernels;
+use ops::Ops;
 pub(crate) use rope::Positions;
 
 use decode_attention::{DecodeStep, Heads};
 
-use candle_core::{D, Device, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::config::LlamaConfig;
@@ -82,6 +87,11 @@ pub(crate) struct Decoder {
     lm_head: Tensor,
     rope: RopeTables,
     device: Device,
+    /// The dtype forward passes compute in (see [`Decoder::for_compute`]).
+    dtype: DType,
+    /// Whether arlas's CPU kernels may run where they apply (f32 on the CPU); off, the
+    /// portable primitives run instead, as on other devices.
+    cpu_kernels: bool,
 }
 
 fn pp_lora<'a>(lora: Option<&LoraBuilder<'a>>, name: &str) -> Option<LoraBuilder<'a>> {
@@ -120,8 +130,9 @@ impl Attention {
         x: &Tensor,
         step: &Step,
         cache: Option<(&mut KvCache, usize)>,
-        kernels: Kernels,
+        ops: Ops,
     ) -> Result<Tensor> {
+        let kernels = ops.kernels;
         let (cos, sin, mask) = match step {
             Step::Decode(step) => {
                 let (cache, layer) = cache.ok_or_else(|| {
@@ -167,14 +178,20 @@ impl Attention {
         // KV head j (Hugging Face's repeat_kv order), so fold them into the row dimension.
         let qg = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
         let scores = qg.matmul(&k.t()?)?.reshape((b, nh, t, tk))?;
-        // The one-kernel masked softmax runs on the CPU only (other devices use the primitives).
         let probs = match mask {
+            // One kernel for scale, mask and softmax (f32 on the CPU only).
             #[allow(clippy::cast_possible_truncation)] // 1/sqrt(hd) is well within f32
-            Some(m) if scores.device().is_cpu() => {
-                masked_softmax::masked_softmax(&scores, m, scale as f32)?
+            Some(m) if ops.native => masked_softmax::masked_softmax(&scores, m, scale as f32)?,
+            // Elsewhere the primitives, in f32 (the mask is f32): a bf16 softmax over
+            // thousands of keys would lose most of its precision in the sum.
+            _ => {
+                let scaled = (scores.to_dtype(DType::F32)? * scale)?;
+                let scaled = match mask {
+                    Some(m) => scaled.broadcast_add(m)?,
+                    None => scaled,
+                };
+                ops::softmax_last(&scaled, kernels)?.to_dtype(v.dtype())?
             }
-            Some(m) => ops::softmax_last(&(scores * scale)?.broadcast_add(m)?, kernels)?,
-            None => ops::softmax_last(&(scores * scale)?, kernels)?,
         };
         let out = probs.reshape((b, nkv, rep * t, tk))?.matmul(&v)?;
         let out = out
@@ -210,7 +227,13 @@ impl Attention {
             kv_heads: self.kv_heads,
             head_dim: self.head_dim,
         };
-        let kv = cache.buffer(layer, step.batch, self.kv_heads, self.head_dim, x.device())?;
+        let kv = cache.buffer(
+            layer,
+            step.batch,
+            (self.kv_heads, self.head_dim),
+            DType::F32,
+            x.device(),
+        )?;
         decode_attention::append_kv(&kv, &qkv, step, heads)?;
         #[allow(clippy::cast_possible_truncation)] // 1/sqrt(hd) is well within f32
         let scale = (1.0 / usize_to_f64(self.head_dim).sqrt()) as f32;
@@ -218,15 +241,15 @@ impl Attention {
         self.o_proj.forward(&out)
     }
 
-    fn detached(&self) -> Self {
-        Self {
-            q_proj: self.q_proj.detached(),
-            k_proj: self.k_proj.detached(),
-            v_proj: self.v_proj.detached(),
-            o_proj: self.o_proj.detached(),
-            qkv: self.qkv.as_ref().map(Linear::detached),
+    fn map(&self, f: &impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        Ok(Self {
+            q_proj: self.q_proj.map(f)?,
+            k_proj: self.k_proj.map(f)?,
+            v_proj: self.v_proj.map(f)?,
+            o_proj: self.o_proj.map(f)?,
+            qkv: self.qkv.as_ref().map(|l| l.map(f)).transpose()?,
             ..*self
-        }
+        })
     }
 
     fn stacked(&self) -> Result<Self> {
@@ -260,10 +283,10 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ops: Ops) -> Result<Tensor> {
         let (gate, up) = match &self.gate_up {
             // Sampling on the CPU: one kernel reads gate and up from the stacked product.
-            Some(gate_up) if x.device().is_cpu() => {
+            Some(gate_up) if ops.native => {
                 return self
                     .down_proj
                     .forward(&swiglu::swiglu_stacked(&gate_up.forward(x)?)?);
@@ -275,8 +298,8 @@ impl Mlp {
             }
             None => (self.gate_proj.forward(x)?, self.up_proj.forward(x)?),
         };
-        // The one-kernel activation runs on the CPU only (other devices use the primitives).
-        let act = if x.device().is_cpu() {
+        // The one-kernel activation runs on the CPU in f32 only (elsewhere the primitives).
+        let act = if ops.native {
             swiglu::swiglu(&gate, &up)?
         } else {
             (gate.silu()? * up)?
@@ -284,13 +307,13 @@ impl Mlp {
         self.down_proj.forward(&act)
     }
 
-    fn detached(&self) -> Self {
-        Self {
-            gate_proj: self.gate_proj.detached(),
-            up_proj: self.up_proj.detached(),
-            down_proj: self.down_proj.detached(),
-            gate_up: self.gate_up.as_ref().map(Linear::detached),
-        }
+    fn map(&self, f: &impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        Ok(Self {
+            gate_proj: self.gate_proj.map(f)?,
+            up_proj: self.up_proj.map(f)?,
+            down_proj: self.down_proj.map(f)?,
+            gate_up: self.gate_up.as_ref().map(|l| l.map(f)).transpose()?,
+        })
     }
 
     fn stacked(&self) -> Result<Self> {
@@ -332,13 +355,13 @@ impl Block {
         eps: f64,
         step: &Step,
         cache: Option<(&mut KvCache, usize)>,
-        kernels: Kernels,
+        ops: Ops,
     ) -> Result<Tensor> {
-        let normed = ops::rms_norm(x, &self.input_layernorm, eps, kernels)?;
-        let attn = self.self_attn.forward(&normed, step, cache, kernels)?;
+        let normed = ops::rms_norm(x, &self.input_layernorm, eps, ops)?;
+        let attn = self.self_attn.forward(&normed, step, cache, ops)?;
         let h = (x + attn)?;
-        let normed = ops::rms_norm(&h, &self.post_attention_layernorm, eps, kernels)?;
-        Ok((&h + self.mlp.forward(&normed)?)?)
+        let normed = ops::rms_norm(&h, &self.post_attention_layernorm, eps, ops)?;
+        Ok((&h + self.mlp.forward(&normed, ops)?)?)
     }
 
     fn stacked(&self) -> Result<Self> {
@@ -349,23 +372,25 @@ impl Block {
         })
     }
 
-    fn detached(&self) -> Self {
-        Self {
-            input_layernorm: self.input_layernorm.detach(),
-            self_attn: self.self_attn.detached(),
-            post_attention_layernorm: self.post_attention_layernorm.detach(),
-            mlp: self.mlp.detached(),
-        }
+    fn map(&self, f: &impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        Ok(Self {
+            input_layernorm: f(&self.input_layernorm)?,
+            self_attn: self.self_attn.map(f)?,
+            post_attention_layernorm: f(&self.post_attention_layernorm)?,
+            mlp: self.mlp.map(f)?,
+        })
     }
 }
 
 impl Decoder {
-    /// Builds the decoder from `vb` (base weights) and, optionally, a LoRA adapter store.
+    /// Builds the decoder from `vb` (base weights) and, optionally, a LoRA adapter store;
+    /// forward passes compute in `dtype`.
     pub(crate) fn new(
         config: &LlamaConfig,
         vb: &VarBuilder,
         lora: Option<&LoraBuilder>,
         device: &Device,
+        dtype: DType,
     ) -> Result<Self> {
         config.validate()?;
         let build = || -> candle_core::Result<(Tensor, Vec<Block>, Tensor, Tensor)> {
@@ -407,6 +432,8 @@ impl Decoder {
             lm_head,
             rope: RopeTables::new(config, device)?,
             device: device.clone(),
+            dtype,
+            cpu_kernels: true,
         })
     }
 
@@ -416,6 +443,21 @@ impl Decoder {
 
     pub(crate) fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Allows or forbids arlas's CPU kernels (see [`Ops::native`]).
+    pub(crate) fn set_cpu_kernels(&mut self, on: bool) {
+        self.cpu_kernels = on;
+    }
+
+    /// Whether arlas's CPU kernels are allowed (see [`Decoder::set_cpu_kernels`]).
+    pub(crate) fn cpu_kernels(&self) -> bool {
+        self.cpu_kernels
+    }
+
+    /// Whether this decoder's passes use arlas's f32 CPU kernels.
+    pub(crate) fn native(&self) -> bool {
+        self.cpu_kernels && self.device.is_cpu() && self.dtype == DType::F32
     }
 
     /// Final hidden states `(B, T, hidden)` for token ids `(B, T)`.
@@ -432,8 +474,12 @@ impl Decoder {
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let eps = self.config.rms_norm_eps;
+        let ops = Ops {
+            kernels,
+            native: self.native(),
+        };
         let decode = match &cache {
-            Some(c) => self.decode_step(b, t, c, positions, mask, kernels)?,
+            Some(c) => self.decode_step(b, t, c, positions, mask, ops)?,
             None => None,
         };
         // A decoding step runs on `(B, hidden)` matrices throughout (see Attention::decode).
@@ -456,18 +502,18 @@ impl Decoder {
         };
         for (i, block) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, i));
-            x = block.forward(&x, eps, &step, layer_cache, kernels)?;
+            x = block.forward(&x, eps, &step, layer_cache, ops)?;
         }
         if let Some(c) = cache {
             c.advance(t);
         }
-        ops::rms_norm(&x, &self.norm, eps, kernels)?
+        ops::rms_norm(&x, &self.norm, eps, ops)?
             .reshape((b, t, self.config.hidden_size))
             .map_err(Into::into)
     }
 
     /// The host-side inputs of the fused decoding kernels when a step can use them (one new
-    /// token per row, no gradient, on the CPU); `None` otherwise.
+    /// token per row, no gradient, f32 on the CPU); `None` otherwise.
     fn decode_step(
         &self,
         b: usize,
@@ -475,9 +521,9 @@ impl Decoder {
         cache: &KvCache,
         positions: &Positions,
         mask: Option<&Tensor>,
-        kernels: Kernels,
+        ops: Ops,
     ) -> Result<Option<DecodeStep>> {
-        if t != 1 || kernels != Kernels::Fused || !self.device.is_cpu() {
+        if t != 1 || ops.kernels != Kernels::Fused || !ops.native {
             return Ok(None);
         }
         if cache.free() == 0 {
@@ -509,9 +555,17 @@ impl Decoder {
         }))
     }
 
-    /// Logits `(N, vocab)` for hidden states `(N, hidden)`.
+    /// Logits `(N, vocab)` for hidden states `(N, hidden)`, always f32: the product runs in
+    /// the compute dtype (as Hugging Face's), and log-softmax and sampling take its result
+    /// upcast.
+    ///
+    /// An f32 head (an f32 product over upcast hidden states, as some RL systems use against
+    /// sampler/learner mismatch) was measured too: SmolLM2's bf16 sampled-vs-scored max
+    /// difference went from 0.13 to 0.10 and the mean stayed 0.019, so the mismatch comes
+    /// from the bf16 activations of the layers, not from rounding the logits; not worth an f32
+    /// product per step.
     pub(crate) fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        linear::weight_matmul(&self.lm_head, hidden)
+        Ok(linear::weight_matmul(&self.lm_head, hidden)?.to_dtype(DType::F32)?)
     }
 
     /// A copy for one sampling call with q/k/v and gate/up stacked into single projections
@@ -530,16 +584,43 @@ impl Decoder {
 
     /// The same decoder over detached tensors: shares storage (so in-place weight updates
     /// show through) but never builds an autograd graph.
-    pub(crate) fn detached(&self) -> Self {
-        Self {
+    pub(crate) fn detached(&self) -> Result<Self> {
+        self.map(&|t| Ok(t.detach()))
+    }
+
+    /// The decoder with every weight in the compute dtype, for one call: where the weights
+    /// are stored in it already (frozen policies, f32) this shares them; otherwise (f32
+    /// master weights of a bf16 policy) it casts them, and the casts carry the gradient back
+    /// to the master weights. A tied head is cast once, with the embedding.
+    pub(crate) fn for_compute(&self) -> Result<Self> {
+        let dtype = self.dtype;
+        self.map(&|t| Ok(t.to_dtype(dtype)?))
+    }
+
+    /// Applies `f` to every weight (to the embedding only when the head is tied to it, so
+    /// that a cast copies it once).
+    fn map(&self, f: &impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        let embed_tokens = f(&self.embed_tokens)?;
+        let lm_head = if self.config.tie_word_embeddings {
+            embed_tokens.clone()
+        } else {
+            f(&self.lm_head)?
+        };
+        Ok(Self {
             config: self.config.clone(),
-            embed_tokens: self.embed_tokens.detach(),
-            layers: self.layers.iter().map(Block::detached).collect(),
-            norm: self.norm.detach(),
-            lm_head: self.lm_head.detach(),
+            embed_tokens,
+            layers: self
+                .layers
+                .iter()
+                .map(|b| b.map(f))
+                .collect::<Result<Vec<_>>>()?,
+            norm: f(&self.norm)?,
+            lm_head,
             rope: self.rope.clone(),
             device: self.device.clone(),
-        }
+            dtype: self.dtype,
+            cpu_kernels: self.cpu_kernels,
+        })
     }
 }
 

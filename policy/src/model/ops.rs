@@ -3,11 +3,25 @@
 //! `Kernels::Autograd` builds every op from differentiable primitives (candle-nn's fused
 //! softmax, RMSNorm and RoPE kernels pass no gradient). `Kernels::Fused` uses those fast
 //! kernels and is only used where no gradient is needed (sampling, reference scoring).
-//! Both compute the same formulas in f32; the agreement test bounds their difference.
+//! Both compute the same formulas; the agreement test bounds their difference.
+//!
+//! arlas's own CPU kernels (rms_norm.rs, masked_softmax.rs, swiglu.rs, token_logprobs.rs,
+//! decode_attention.rs) are f32-only and CPU-only: [`Ops::native`] says whether a pass may use
+//! them. Everywhere else (a GPU, bf16, or the CPU with them turned off) the same formulas run
+//! as candle primitives, which work on every device and dtype. Under bf16, RMSNorm, rotary
+//! embedding and softmax compute in f32 on upcast values (see precision.rs).
 
-use candle_core::{D, Tensor};
+use candle_core::{D, DType, Tensor};
 
 use crate::error::Result;
+
+/// How one forward pass computes its non-matmul ops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ops {
+    pub(crate) kernels: Kernels,
+    /// arlas's f32 CPU kernels apply: f32 on the CPU, and not turned off.
+    pub(crate) native: bool,
+}
 
 /// Which implementation of the non-matmul kernels to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,24 +32,29 @@ pub enum Kernels {
     Fused,
 }
 
-/// RMSNorm: `x / sqrt(mean(x^2) + eps) * weight` over the last dimension.
-pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, kernels: Kernels) -> Result<Tensor> {
-    match kernels {
-        Kernels::Fused => {
+/// RMSNorm: `x / sqrt(mean(x^2) + eps) * weight` over the last dimension, computed in f32
+/// (the result in `x`'s dtype).
+pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, ops: Ops) -> Result<Tensor> {
+    #[allow(clippy::cast_possible_truncation)] // eps is ~1e-5, well within f32
+    let eps32 = eps as f32;
+    match ops.kernels {
+        // candle-nn's kernel: f32 arithmetic for f32 anywhere and for bf16 on a GPU (its CPU
+        // bf16 version rounds the norm to bf16 first, so bf16 on the CPU takes the primitives).
+        Kernels::Fused if x.dtype() == DType::F32 || !x.device().is_cpu() => {
             let x = x.contiguous()?;
-            #[allow(clippy::cast_possible_truncation)] // eps is ~1e-5, well within f32
-            let eps32 = eps as f32;
             Ok(candle_nn::ops::rms_norm(&x, weight, eps32)?)
         }
         // One kernel with its own backward on the CPU (see rms_norm.rs).
-        #[allow(clippy::cast_possible_truncation)] // eps is ~1e-5, well within f32
-        Kernels::Autograd if x.device().is_cpu() => {
-            super::rms_norm::rms_norm(x, weight, eps as f32)
-        }
-        Kernels::Autograd => {
+        Kernels::Autograd if ops.native => super::rms_norm::rms_norm(x, weight, eps32),
+        _ => {
+            let dtype = x.dtype();
+            let x = x.to_dtype(DType::F32)?;
             let variance = x.sqr()?.mean_keepdim(D::Minus1)?;
             let inv = (variance + eps)?.sqrt()?.recip()?;
-            Ok(x.broadcast_mul(&inv)?.broadcast_mul(weight)?)
+            let weight = weight.to_dtype(DType::F32)?;
+            Ok(x.broadcast_mul(&inv)?
+                .broadcast_mul(&weight)?
+                .to_dtype(dtype)?)
         }
     }
 }
@@ -64,7 +83,13 @@ pub(crate) fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
 /// Rotary embedding, Hugging Face rotate-half convention, `x` of shape `(B, H, T, hd)`.
 ///
 /// `cos`/`sin` hold half-width tables: `(T, hd/2)` shared by the batch or `(B, T, hd/2)`.
+/// An `x` of another dtype than the tables (bf16 under f32 tables) is rotated in the tables'
+/// dtype and cast back.
 pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, kernels: Kernels) -> Result<Tensor> {
+    if x.dtype() != cos.dtype() {
+        let rotated = rope(&x.to_dtype(cos.dtype())?, cos, sin, kernels)?;
+        return Ok(rotated.to_dtype(x.dtype())?);
+    }
     match kernels {
         Kernels::Fused => Ok(candle_nn::rotary_emb::rope(
             &x.contiguous()?,
@@ -113,9 +138,12 @@ mod tests {
     fn fused_and_autograd_kernels_agree() {
         let x = sample(&[2, 3, 5, 8], 1);
         let w = sample(&[8], 2);
-        let a = rms_norm(&x, &w, 1e-5, Kernels::Autograd).unwrap();
-        let f = rms_norm(&x, &w, 1e-5, Kernels::Fused).unwrap();
+        let ops = |kernels, native| Ops { kernels, native };
+        let a = rms_norm(&x, &w, 1e-5, ops(Kernels::Autograd, true)).unwrap();
+        let f = rms_norm(&x, &w, 1e-5, ops(Kernels::Fused, true)).unwrap();
         assert!(max_diff(&a, &f) < 1e-5);
+        let p = rms_norm(&x, &w, 1e-5, ops(Kernels::Autograd, false)).unwrap();
+        assert!(max_diff(&a, &p) < 1e-5);
         let a = softmax_last(&x, Kernels::Autograd).unwrap();
         let f = softmax_last(&x, Kernels::Fused).unwrap();
         assert!(max_diff(&a, &f) < 1e-6);

@@ -60,9 +60,9 @@ impl WeightStore {
         }))
     }
 
-    /// A `VarBuilder` over this store (f32).
-    pub(crate) fn var_builder(&self, device: &Device) -> VarBuilder<'static> {
-        VarBuilder::from_backend(Box::new(self.clone()), DType::F32, device.clone())
+    /// A `VarBuilder` over this store whose tensors (and `Var`s) are of `dtype`.
+    pub(crate) fn var_builder(&self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self.clone()), dtype, device.clone())
     }
 
     /// The trainable variables created so far, by name.

@@ -52,7 +52,11 @@ impl AdamW {
             } else {
                 0.0
             };
-            if theta.device().is_cpu() && theta.is_contiguous() && !self.tensor_ops {
+            // The fused update is f32 on the CPU; elsewhere (a GPU) the tensor ops run.
+            let fused = theta.device().is_cpu()
+                && theta.dtype() == candle_core::DType::F32
+                && theta.is_contiguous();
+            if fused && !self.tensor_ops {
                 // One pass per tensor, in place: no temporaries the size of the model.
                 let m = match self.m.get(name) {
                     Some(m) => m.clone(),

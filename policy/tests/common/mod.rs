@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use arlas_policy::{
-    ChatFormat, LlamaConfig, LoadOptions, LoraConfig, Policy, PolicyTokenizer, TinyPreset,
-    train_tiny_tokenizer,
+    ChatFormat, LlamaConfig, LoadOptions, LoraConfig, Policy, PolicyTokenizer, Precision,
+    SamplingParams, ScoreItem, TinyPreset, train_tiny_tokenizer,
 };
 use candle_core::Device;
 
@@ -63,17 +63,30 @@ pub fn policy_with(
     seed: u64,
     lora: Option<LoraConfig>,
 ) -> Policy {
+    policy_on(config, trainable, seed, lora, &Device::Cpu, Precision::F32)
+}
+
+/// [`policy_with`] on `device`, computing in `precision`.
+pub fn policy_on(
+    config: &LlamaConfig,
+    trainable: bool,
+    seed: u64,
+    lora: Option<LoraConfig>,
+    device: &Device,
+    precision: Precision,
+) -> Policy {
     let options = LoadOptions {
         trainable,
         seed,
         lora,
+        precision: Some(precision),
         ..LoadOptions::default()
     };
     Policy::random(
         config,
         tokenizer(),
         ChatFormat::Tiny,
-        &Device::Cpu,
+        device,
         &options,
         "tiny-test",
     )
@@ -102,6 +115,67 @@ pub fn prompts(policy: &Policy) -> Vec<Vec<u32>> {
             p
         })
         .collect()
+}
+
+/// How far sampled log-probs are from scored ones over a batch of `prompts(policy)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Agreement {
+    /// Largest |sampled - scored| over every token and every way of scoring.
+    pub max: f32,
+    /// Mean |sampled - scored| (batched autograd scoring).
+    pub mean: f32,
+    pub tokens: usize,
+}
+
+/// Samples completions of `prompts(policy)` and scores them back three ways: batched with
+/// autograd, batched without, and one by one.
+pub fn sampled_vs_scored(policy: &Policy, params: &SamplingParams) -> Agreement {
+    sampled_vs_scored_prompts(policy, &prompts(policy), params)
+}
+
+/// [`sampled_vs_scored`] for given prompts.
+pub fn sampled_vs_scored_prompts(
+    policy: &Policy,
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+) -> Agreement {
+    let generations = policy.generate(prompts, params).unwrap();
+    assert_eq!(generations.len(), prompts.len());
+    let items: Vec<ScoreItem> = prompts
+        .iter()
+        .zip(&generations)
+        .map(|(p, g)| ScoreItem::completion(p, &g.tokens))
+        .collect();
+    let batched = policy.score(&items).unwrap().logprobs_vec().unwrap();
+    let no_grad = policy
+        .score_no_grad(&items)
+        .unwrap()
+        .logprobs_vec()
+        .unwrap();
+    let (mut worst, mut sum, mut tokens) = (0.0f32, 0.0f32, 0);
+    for (i, g) in generations.iter().enumerate() {
+        assert!(!g.tokens.is_empty());
+        assert_eq!(g.tokens.len(), g.logprobs.len());
+        assert!(g.logprobs.iter().all(|l| l.is_finite() && *l <= 0.0));
+        let single = policy.score(&items[i..=i]).unwrap().logprobs_vec().unwrap();
+        worst = worst
+            .max(max_abs_diff(&g.logprobs, &batched[i]))
+            .max(max_abs_diff(&g.logprobs, &no_grad[i]))
+            .max(max_abs_diff(&g.logprobs, &single[0]));
+        sum += g
+            .logprobs
+            .iter()
+            .zip(&batched[i])
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f32>();
+        tokens += g.tokens.len();
+    }
+    Agreement {
+        max: worst,
+        #[allow(clippy::cast_precision_loss)] // a few hundred tokens
+        mean: sum / tokens as f32,
+        tokens,
+    }
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
