@@ -13,10 +13,15 @@
 #
 # The calls, in order and back to back (files left on the machine survive only while it stays
 # warm, about 30 s after a call), for N folders (N = 2 for the sizes measured so far):
-#   1 .. N-1: run(command="mkdir -p /tmp/arlas-gpu/pack && cp -r .gpu/1/. /tmp/arlas-gpu/pack/ && ls -l /tmp/arlas-gpu/pack; nvidia-smi -L",
-#                 carry=[".gpu/1"], timeout_s=120)
-#   N:        run(command="mkdir -p /tmp/arlas-gpu/pack && for d in .gpu/[0-9]*; do cp -r $d/. /tmp/arlas-gpu/pack/; done; bash /tmp/arlas-gpu/pack/gpu-check.sh",
+#   1:        carries the binaries, the scripts and part 1 of the model, and runs a smoke check
+#             (BUDGET=75: the CUDA tests on the tiny models, which need no SmolLM2). When it
+#             shows the build cannot run there, give the machine back, fix, and start again
+#             rather than spend the device time on the full check.
+#   2 .. N-1: carry further parts of the model.
+#   N:        carries the last part and runs the check:
+#             run(command="mkdir -p /tmp/arlas-gpu/pack && for d in .gpu/[0-9]*; do cp -r $d/. /tmp/arlas-gpu/pack/; done; bash /tmp/arlas-gpu/pack/gpu-check.sh",
 #                 carry=[".gpu/N"], timeout_s=570)
+# The exact calls are printed and written to DIR/calls.txt.
 # Each part lands twice over: in /tmp (outside the synced tree) and as the ignored folder the
 # tool leaves in the tree while the machine stays warm; the last call gathers both. Call N must
 # follow call N-1 at once: on a machine that went back in between, a part is missing, and the
@@ -98,21 +103,25 @@ if [ $((capacity - last_fixed)) -le 0 ]; then
   log "the binaries ($last_fixed bytes) leave no room in a call ($capacity bytes free)"
   exit 1
 fi
-# As few calls as fit, each carrying about the same: calls 1..N-1 a part of the model, call N
-# the last part with the binaries (so every call keeps the same slack under the limit).
+# As few calls as fit: call 1 carries the binaries and scripts and as much of the model as
+# fits beside them (it also runs a short smoke check: the CUDA tests on the tiny models, which
+# need no SmolLM2), the later calls the rest of the model, the last one running the check.
 total=$((model + last_fixed))
 calls=$(( (total + capacity - 1) / capacity ))
-share=$(( (total + calls - 1) / calls ))
+[ "$calls" -ge 2 ] || calls=2
 rm -rf "$into"
 mkdir -p "$into"
 offset=0
 for i in $(seq 1 "$calls"); do
   mkdir -p "$into/$i"
-  if [ "$i" -lt "$calls" ]; then
-    size=$share
+  if [ "$i" -eq 1 ]; then
+    cp -r "$stage/last/." "$into/$i/"
+    size=$(( (model * 45) / 100 ))
+    [ $((size + last_fixed)) -le "$capacity" ] || size=$((capacity - last_fixed))
+  elif [ "$i" -lt "$calls" ]; then
+    size=$capacity
   else
     size=$((model - offset))
-    cp -r "$stage/last/." "$into/$i/"
   fi
   dd if="$gguf" of="$into/$i/smollm2.gguf.part-$(printf '%02d' "$i")" bs=1M iflag=skip_bytes,count_bytes \
     skip="$offset" count="$size" status=none
@@ -131,8 +140,10 @@ grep -qxF "/${rel%%/*}/" "$exclude" 2>/dev/null || echo "/${rel%%/*}/" >>"$exclu
   for i in $(seq 1 "$calls"); do
     size=$(du -sb "$into/$i" | cut -f1)
     echo "# call $i of $calls: carries $rel/$i ($size bytes; tree + carry = $((tree + size)))"
-    if [ "$i" -lt "$calls" ]; then
-      echo "run(command=\"mkdir -p /tmp/arlas-gpu/pack && cp -r $rel/$i/. /tmp/arlas-gpu/pack/ && ls -l /tmp/arlas-gpu/pack; nvidia-smi -L\", carry=[\"$rel/$i\"], timeout_s=120)"
+    if [ "$i" -eq 1 ]; then
+      echo "run(command=\"mkdir -p /tmp/arlas-gpu/pack && cp -r $rel/$i/. /tmp/arlas-gpu/pack/ && nvidia-smi -L && BUDGET=75 TORCH=0 ITERATION=0 bash /tmp/arlas-gpu/pack/gpu-check.sh; grep -E 'test result|panicked|failed' \$OUT/gpu-check.log | tail -20\", carry=[\"$rel/$i\"], timeout_s=150)"
+    elif [ "$i" -lt "$calls" ]; then
+      echo "run(command=\"mkdir -p /tmp/arlas-gpu/pack && cp -r $rel/$i/. /tmp/arlas-gpu/pack/ && ls -l /tmp/arlas-gpu/pack\", carry=[\"$rel/$i\"], timeout_s=120)"
     else
       echo "run(command=\"mkdir -p /tmp/arlas-gpu/pack && for d in $rel/[0-9]*; do cp -r \$d/. /tmp/arlas-gpu/pack/; done; bash /tmp/arlas-gpu/pack/gpu-check.sh\", carry=[\"$rel/$i\"], timeout_s=570)"
     fi
