@@ -31,8 +31,22 @@ fn every_model_command_refuses_cuda_in_a_cpu_build() {
     let cases: Vec<Vec<&str>> = vec![
         vec!["generate", "--prompt", "hi", "--device", "cuda"],
         vec!["bench", "sample", "--device", "cuda:1"],
-        vec!["eval", "--agent", "tiny", "--episodes", "1", "--device", "cuda"],
-        vec!["train", "--run-dir", run.to_str().unwrap(), "--device", "cuda"],
+        vec![
+            "eval",
+            "--agent",
+            "tiny",
+            "--episodes",
+            "1",
+            "--device",
+            "cuda",
+        ],
+        vec![
+            "train",
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--device",
+            "cuda",
+        ],
         vec![
             "learner",
             "--player",
@@ -60,7 +74,10 @@ fn every_model_command_refuses_cuda_in_a_cpu_build() {
             "{args:?}: {stderr}"
         );
     }
-    assert!(!run.exists(), "nothing is written when the device cannot be opened");
+    assert!(
+        !run.exists(),
+        "nothing is written when the device cannot be opened"
+    );
     // The variable works as the flag does, and an unknown device names the choices.
     let out = Command::new(env!("CARGO_BIN_EXE_arlas"))
         .args(["generate", "--prompt", "hi"])
@@ -68,5 +85,8 @@ fn every_model_command_refuses_cuda_in_a_cpu_build() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("cpu, cuda or cuda:N"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("cpu, cuda or cuda:N"),
+        "{stderr}"
+    );
 }
