@@ -3,14 +3,15 @@
 
 use std::path::PathBuf;
 
-use crate::pipeline::{evaluate_agent, models};
+use crate::pipeline::evaluate_agent;
+use crate::pipeline::models::Models;
 use anyhow::Context as _;
 use arlas_actor::{Diversity, EvalRates};
 use arlas_actor::{Opponent, RolloutConfig, diversity};
 use arlas_coordinator::Population;
 use arlas_game::players::AttackerKind;
 use arlas_game::{BuiltinEnvironment, Environment, Split, play::episode_seed};
-use arlas_policy::{Device, Policy};
+use arlas_policy::Policy;
 use clap::Args;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -87,12 +88,13 @@ impl EvalArgs {
     }
 }
 
-fn load(spec: &str, models_dir: &std::path::Path, device: &Device) -> anyhow::Result<Policy> {
+/// The agent: a checkpoint or model directory as it is, or a `--model` value.
+fn load(spec: &str, models: &Models) -> anyhow::Result<Policy> {
     let path = std::path::Path::new(spec);
     if path.is_dir() {
-        models::load_dir(path, models_dir, false, device)
+        models.load_dir(path, false)
     } else {
-        models::load(spec, models_dir, false, 0, device)
+        models.load(spec, false, 0, None)
     }
 }
 
@@ -101,7 +103,9 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
     let device = arlas_policy::device_from_name(&args.device)
         .with_context(|| format!("--device {}", args.device))?;
     anyhow::ensure!(args.episodes > 0, "--episodes must be at least 1");
-    let agent = load(&args.agent, &args.models_dir, &device)?;
+    // One pool of frozen bases: an adapter agent and a population of adapters share one base.
+    let models = Models::new(args.models_dir.clone(), device);
+    let agent = load(&args.agent, &models)?;
 
     // Learned attackers: population members and checkpoints, loaded once.
     let mut learned: Vec<(String, Policy, u64)> = Vec::new();
@@ -109,17 +113,12 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
         let population = Population::open(dir)
             .with_context(|| format!("cannot open the population at {}", dir.display()))?;
         for m in population.members() {
-            let policy = models::load_dir(
-                &population.checkpoint_dir(&m.id)?,
-                &args.models_dir,
-                false,
-                &device,
-            )?;
+            let policy = models.load_dir(&population.checkpoint_dir(&m.id)?, false)?;
             learned.push((m.id.clone(), policy, m.attacker_version));
         }
     }
     for dir in &args.attackers {
-        let policy = models::load_dir(dir, &args.models_dir, false, &device)?;
+        let policy = models.load_dir(dir, false)?;
         learned.push((format!("attacker:{}", dir.display()), policy, 0));
     }
 

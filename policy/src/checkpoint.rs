@@ -70,6 +70,10 @@ pub struct Manifest {
     pub files: BTreeMap<String, FileEntry>,
     /// sha256 over the sorted `name\0sha256\n` lines: one id for the whole checkpoint.
     pub content_hash: String,
+    /// LoRA checkpoints: the content hash of the base the adapters were trained on
+    /// ([`Policy::base_id`]); loading checks that the base found has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_content_hash: Option<String>,
 }
 
 fn content_hash(files: &BTreeMap<String, FileEntry>) -> String {
@@ -103,7 +107,7 @@ pub(crate) fn policy_files(policy: &Policy) -> Result<Vec<(String, Vec<u8>)>> {
                 "bias": "none",
                 "fan_in_fan_out": false,
                 "inference_mode": true,
-                "target_modules": LORA_TARGETS,
+                "target_modules": lora.targets,
                 "base_model_name_or_path": policy.source(),
             });
             files.push((ADAPTER_CONFIG.to_string(), pretty(&adapter_config)?));
@@ -205,6 +209,10 @@ pub(crate) fn write_checkpoint(
         source: policy.source().to_string(),
         content_hash: content_hash(&entries),
         files: entries,
+        base_content_hash: match kind {
+            CheckpointKind::Lora => policy.base_id().map(str::to_string),
+            CheckpointKind::Full => None,
+        },
     };
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -305,6 +313,35 @@ pub fn verify(dir: &Path) -> Result<Manifest> {
     Ok(manifest)
 }
 
+/// The content hash of a model directory that has no manifest (a Hugging Face download):
+/// the manifest's hash over its config, weights and tokenizer files.
+pub(crate) fn hash_model_files(dir: &Path) -> Result<String> {
+    let mut files = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let wanted = name == CONFIG_FILE
+            || name == TOKENIZER_FILE
+            || (name.ends_with(".safetensors") && name != OPTIMIZER_FILE && name != ADAPTER_FILE);
+        if wanted && path.is_file() {
+            let bytes = std::fs::metadata(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .len();
+            files.insert(
+                name.to_string(),
+                FileEntry {
+                    sha256: sha256_file(&path)?,
+                    bytes,
+                },
+            );
+        }
+    }
+    Ok(content_hash(&files))
+}
+
 fn sha256_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut h = Sha256::new();
@@ -360,6 +397,14 @@ pub(crate) fn read_adapter(dir: &Path, device: &Device) -> Result<AdapterFiles> 
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::json(&path, e))?;
     let rank = value.get("r").and_then(serde_json::Value::as_u64);
+    // PEFT writes a list (or one regex string, which arlas does not write): default to all.
+    let targets: Vec<String> = match value.get("target_modules") {
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect(),
+        _ => LORA_TARGETS.iter().map(|t| (*t).to_string()).collect(),
+    };
     let alpha = value.get("lora_alpha").and_then(serde_json::Value::as_f64);
     let base = value
         .get("base_model_name_or_path")
@@ -382,7 +427,7 @@ pub(crate) fn read_adapter(dir: &Path, device: &Device) -> Result<AdapterFiles> 
         .collect();
     Ok(AdapterFiles {
         base,
-        config: LoraConfig::new(rank, alpha)?,
+        config: LoraConfig::with_targets(rank, alpha, targets)?,
         tensors,
     })
 }

@@ -32,6 +32,7 @@
 #![deny(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
 mod alloc;
+pub mod base_pool;
 pub mod bench;
 pub mod chat;
 pub mod checkpoint;
@@ -53,11 +54,12 @@ pub mod tokenizer;
 pub mod train;
 
 pub use alloc::tune_allocator;
+pub use base_pool::BasePool;
 /// The candle version this crate is built on (devices, tensors), for downstream crates.
 pub use candle_core;
 pub use candle_core::{Device, Tensor};
 pub use chat::{ChatFormat, ChatTemplate};
-pub use checkpoint::{Manifest, save_policy, verify as verify_checkpoint};
+pub use checkpoint::{Manifest, read_manifest, save_policy, verify as verify_checkpoint};
 pub use config::LlamaConfig;
 pub use device::device_from_name;
 pub use error::{Error, Result};

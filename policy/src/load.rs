@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 
+use crate::base_pool::BasePool;
 use crate::chat::{ChatFormat, ChatTemplate};
 use crate::checkpoint;
 use crate::config::LlamaConfig;
@@ -90,6 +91,9 @@ pub struct LoadOptions {
     /// The compute dtype; `None` picks [`Precision::default_for`] the device (f32 on the
     /// CPU, bf16 on a GPU). Trainable variables are f32 whatever this is.
     pub precision: Option<Precision>,
+    /// Where policies with adapters take their frozen base: one copy per model shared by
+    /// all of them (see [`BasePool`]). `None`: each loads its own.
+    pub bases: Option<BasePool>,
 }
 
 impl LoadOptions {
@@ -109,6 +113,7 @@ impl Default for LoadOptions {
             seed: 0,
             tiny_corpus: None,
             precision: None,
+            bases: None,
         }
     }
 }
@@ -122,13 +127,21 @@ impl fmt::Debug for LoadOptions {
             .field("seed", &self.seed)
             .field("tiny_corpus", &self.tiny_corpus.is_some())
             .field("precision", &self.precision)
+            .field("bases", &self.bases)
             .finish()
     }
 }
 
 impl Policy {
-    /// Loads the model named by `spec` on `device`.
+    /// Loads the model named by `spec` on `device`. With fresh adapters (`options.lora`) and
+    /// a pool (`options.bases`), the base comes from the pool, shared.
     pub fn load(spec: &ModelSpec, device: &Device, options: &LoadOptions) -> Result<Self> {
+        if let (Some(pool), Some(_)) = (&options.bases, &options.lora)
+            && !is_adapter_checkpoint(spec)
+        {
+            let base = pool.base(spec, device, options)?;
+            return base.with_adapter(fresh_lora(options).unwrap_or_default(), options.trainable);
+        }
         match spec {
             ModelSpec::Tiny(preset) => {
                 let dir = tiny_dir(&options.models_dir, *preset);
@@ -168,6 +181,7 @@ impl Policy {
                 fill: Fill::Random { seed: options.seed },
                 chat: ChatTemplate::new(format, tokenizer)?,
                 source: source.to_string(),
+                base_id: None,
                 lora: fresh_lora(options),
                 trainable: options.trainable,
                 precision: options.precision_on(device),
@@ -212,6 +226,8 @@ pub fn build_tiny(
     Ok(policy)
 }
 
+/// Fresh adapters of `options.lora`: its settings, no tensors (they are initialised) and the
+/// init seed.
 fn fresh_lora(options: &LoadOptions) -> Option<(LoraConfig, HashMap<String, Tensor>, u64)> {
     options
         .lora
@@ -238,6 +254,8 @@ fn load_smollm2(device: &Device, options: &LoadOptions) -> Result<Policy> {
             fill: Fill::Required,
             chat: ChatTemplate::new(format, tokenizer)?,
             source: "smollm2".to_string(),
+            // Pinned and checked when fetched: the base's identity.
+            base_id: Some(fetch::GGUF_SHA256.to_string()),
             lora: fresh_lora(options),
             trainable: options.trainable,
             precision: options.precision_on(device),
@@ -260,11 +278,13 @@ fn load_dir(
                 .to_string(),
         });
     }
-    if dir.join(checkpoint::MANIFEST).is_file() {
-        checkpoint::verify(dir)?;
-    }
+    let manifest = if dir.join(checkpoint::MANIFEST).is_file() {
+        Some(checkpoint::verify(dir)?)
+    } else {
+        None
+    };
     if dir.join(checkpoint::ADAPTER_CONFIG).is_file() {
-        return load_lora_checkpoint(dir, device, options);
+        return load_lora_checkpoint(dir, manifest.as_ref(), device, options);
     }
     let config = LlamaConfig::from_file(&dir.join("config.json"))?;
     let mut weights = HashMap::new();
@@ -283,6 +303,10 @@ fn load_dir(
     let format = checkpoint::read_chat_format(dir, &tokenizer)?;
     // What a LoRA checkpoint names as its base: the preset, or the directory itself.
     let source = source.map_or_else(|| dir.display().to_string(), str::to_string);
+    let base_id = match manifest {
+        Some(m) => m.content_hash,
+        None => checkpoint::hash_model_files(dir)?,
+    };
     Policy::assemble(
         PolicyParts {
             config,
@@ -290,6 +314,7 @@ fn load_dir(
             fill: Fill::Required,
             chat: ChatTemplate::new(format, tokenizer)?,
             source,
+            base_id: Some(base_id),
             lora: fresh_lora(options),
             trainable: options.trainable,
             precision: options.precision_on(device),
@@ -298,32 +323,46 @@ fn load_dir(
     )
 }
 
-fn load_lora_checkpoint(dir: &Path, device: &Device, options: &LoadOptions) -> Result<Policy> {
+fn load_lora_checkpoint(
+    dir: &Path,
+    manifest: Option<&checkpoint::Manifest>,
+    device: &Device,
+    options: &LoadOptions,
+) -> Result<Policy> {
     let adapter = checkpoint::read_adapter(dir, device)?;
     let base_spec = ModelSpec::parse(&adapter.base)?;
-    let base = Policy::load(
-        &base_spec,
-        device,
-        &LoadOptions {
-            lora: None,
-            trainable: false,
-            ..options.clone()
-        },
-    )?;
-    let weights: HashMap<String, Tensor> = base.base_tensors().into_iter().collect();
-    Policy::assemble(
-        PolicyParts {
-            config: base.config().clone(),
-            weights,
-            fill: Fill::Required,
-            chat: base.chat().clone(),
-            source: adapter.base.clone(),
-            lora: Some((adapter.config, adapter.tensors, 0)),
-            trainable: options.trainable,
-            precision: options.precision_on(device),
-        },
-        device,
-    )
+    let base = match &options.bases {
+        Some(pool) => pool.base(&base_spec, device, options)?,
+        None => Policy::load(
+            &base_spec,
+            device,
+            &LoadOptions {
+                lora: None,
+                trainable: false,
+                ..options.clone()
+            },
+        )?,
+    };
+    // The adapters were trained on one base: refuse another one under the same name.
+    if let (Some(want), Some(found)) = (
+        manifest.and_then(|m| m.base_content_hash.as_deref()),
+        base.base_id(),
+    ) && want != found
+    {
+        return Err(Error::checkpoint(
+            dir,
+            format!(
+                "its adapters were trained on base {} with content hash {want}, but the base found has {found}; use the base they were trained on",
+                adapter.base
+            ),
+        ));
+    }
+    base.with_adapter((adapter.config, adapter.tensors, 0), options.trainable)
+}
+
+/// Whether `spec` names a LoRA checkpoint directory (it brings its own adapters).
+fn is_adapter_checkpoint(spec: &ModelSpec) -> bool {
+    matches!(spec, ModelSpec::Path(dir) if dir.join(checkpoint::ADAPTER_CONFIG).is_file())
 }
 
 /// The model weight files of a directory, sorted (optimizer and adapter files excluded).

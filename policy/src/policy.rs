@@ -38,6 +38,8 @@ pub struct Policy {
     chat: ChatTemplate,
     eos: Vec<u32>,
     source: String,
+    /// Content hash of the base weights, when known (see [`Policy::base_id`]).
+    base_id: Option<String>,
     trainable: bool,
     precision: Precision,
 }
@@ -63,6 +65,8 @@ pub(crate) struct PolicyParts {
     pub(crate) chat: ChatTemplate,
     /// What the weights came from (`tiny-2m`, `smollm2`, a path): recorded in checkpoints.
     pub(crate) source: String,
+    /// Content hash of the base weights, when known.
+    pub(crate) base_id: Option<String>,
     /// LoRA adapters to attach: settings, loaded tensors (empty = fresh) and init seed.
     pub(crate) lora: Option<(LoraConfig, HashMap<String, Tensor>, u64)>,
     pub(crate) trainable: bool,
@@ -77,6 +81,7 @@ impl Policy {
             fill,
             chat,
             source,
+            base_id,
             lora,
             trainable,
             precision,
@@ -145,6 +150,7 @@ impl Policy {
             chat,
             eos,
             source,
+            base_id,
             trainable,
             precision,
         })
@@ -188,6 +194,13 @@ impl Policy {
     /// What the weights came from (`tiny-2m`, `smollm2`, a directory).
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Content hash of the base weights (the pinned GGUF sha256 for `smollm2`, a model
+    /// directory's manifest hash, else a hash of its files): an adapter checkpoint's manifest
+    /// records it, and loading the adapter checks that the base found is that base.
+    pub fn base_id(&self) -> Option<&str> {
+        self.base_id.as_deref()
     }
 
     /// Ids that end a generation (config EOS and the chat template's end of turn).
@@ -363,6 +376,7 @@ impl Policy {
                 fill: Fill::Required,
                 chat: self.chat.clone(),
                 source: self.source.clone(),
+                base_id: self.base_id.clone(),
                 lora,
                 trainable: false,
                 precision: self.precision,
@@ -375,23 +389,28 @@ impl Policy {
         Ok(())
     }
 
-    /// A frozen deep copy (its own storage): the reference model of the KL term, or a
-    /// snapshot that later updates of `self` do not touch.
+    /// A frozen copy that later updates of `self` do not touch: the reference model of the
+    /// KL term, or a snapshot. What can change is copied (the adapters under LoRA, every
+    /// weight otherwise); a frozen base is immutable and stays shared.
     pub fn frozen_copy(&self) -> Result<Self> {
         let copy = |m: BTreeMap<String, Tensor>| -> Result<HashMap<String, Tensor>> {
             m.into_iter().map(|(k, t)| Ok((k, t.copy()?))).collect()
         };
-        let lora = match &self.adapter {
-            Some(a) => Some((a.config.clone(), copy(detach_all(a.store.tensors()))?, 0)),
-            None => None,
+        let (weights, lora) = match &self.adapter {
+            Some(a) => (
+                self.base_tensors().into_iter().collect(),
+                Some((a.config.clone(), copy(detach_all(a.store.tensors()))?, 0)),
+            ),
+            None => (copy(self.base_tensors())?, None),
         };
         Self::assemble(
             PolicyParts {
                 config: self.config().clone(),
-                weights: copy(self.base_tensors())?,
+                weights,
                 fill: Fill::Required,
                 chat: self.chat.clone(),
                 source: self.source.clone(),
+                base_id: self.base_id.clone(),
                 lora,
                 trainable: false,
                 precision: self.precision,
@@ -403,6 +422,80 @@ impl Policy {
             copy
         })
     }
+}
+
+impl Policy {
+    /// A policy over this one's base with adapters `lora` (settings, tensors — empty for
+    /// fresh ones — and the init seed): the base tensors are shared, not copied, so any
+    /// number of adapter policies cost one base in memory. `self` must be frozen.
+    pub(crate) fn with_adapter(
+        &self,
+        lora: (LoraConfig, HashMap<String, Tensor>, u64),
+        trainable: bool,
+    ) -> Result<Self> {
+        if self.trainable && self.adapter.is_none() {
+            return Err(Error::InvalidInput(
+                "a trainable model cannot be a shared base; load the base frozen".to_string(),
+            ));
+        }
+        let mut policy = Self::assemble(
+            PolicyParts {
+                config: self.config().clone(),
+                weights: self.base_tensors().into_iter().collect(),
+                fill: Fill::Required,
+                chat: self.chat.clone(),
+                source: self.source.clone(),
+                base_id: self.base_id.clone(),
+                lora: Some(lora),
+                trainable,
+                precision: self.precision,
+            },
+            self.device(),
+        )?;
+        policy.set_cpu_kernels(self.decoder.cpu_kernels());
+        Ok(policy)
+    }
+
+    /// This policy with its adapters switched off: the base alone, frozen and shared (the
+    /// KL reference of an adapter-trained player costs no second copy of the weights). A
+    /// policy without adapters gives a [`Policy::frozen_copy`].
+    pub fn without_adapter(&self) -> Result<Self> {
+        if self.adapter.is_none() {
+            return self.frozen_copy();
+        }
+        let mut base = Self::assemble(
+            PolicyParts {
+                config: self.config().clone(),
+                weights: self.base_tensors().into_iter().collect(),
+                fill: Fill::Required,
+                chat: self.chat.clone(),
+                source: self.source.clone(),
+                base_id: self.base_id.clone(),
+                lora: None,
+                trainable: false,
+                precision: self.precision,
+            },
+            self.device(),
+        )?;
+        base.set_cpu_kernels(self.decoder.cpu_kernels());
+        Ok(base)
+    }
+
+    /// Whether `other` uses the very same base tensors (shared storage, not equal values).
+    pub fn shares_base_with(&self, other: &Policy) -> bool {
+        let (a, b) = (self.base.tensors(), other.base.tensors());
+        a.len() == b.len()
+            && a.iter()
+                .zip(b.iter())
+                .all(|((ka, ta), (kb, tb))| ka == kb && same_storage(ta, tb))
+    }
+}
+
+/// Whether two tensors read the same allocation (the storage behind both read guards is one).
+fn same_storage(a: &Tensor, b: &Tensor) -> bool {
+    let (sa, _) = a.storage_and_layout();
+    let (sb, _) = b.storage_and_layout();
+    std::ptr::eq(&*sa, &*sb)
 }
 
 fn detach_all(m: BTreeMap<String, Tensor>) -> BTreeMap<String, Tensor> {

@@ -10,6 +10,9 @@ pub enum BenchCommand {
     Sample(super::model::SampleBenchArgs),
     /// Training steps (GRPO loss + AdamW): tokens per second.
     Train(super::model::TrainBenchArgs),
+    /// One ARLAS iteration of both players from an imitation-free start: seconds, tokens
+    /// sampled, prefilled and trained, peak memory.
+    Iteration(super::bench_iteration::IterationBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -17,5 +20,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Game(args) => super::game::bench(args),
         BenchCommand::Sample(args) => super::model::bench_sample(args),
         BenchCommand::Train(args) => super::model::bench_train(args),
+        BenchCommand::Iteration(args) => super::bench_iteration::run(args),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod bench;
+pub mod bench_iteration;
 pub mod config_reference;
 pub mod coordinator;
 pub mod eval;

@@ -53,6 +53,7 @@ impl ModelArgs {
             seed: self.init_seed,
             tiny_corpus: Some(game_corpus()),
             precision: Precision::parse_choice(&self.dtype)?,
+            bases: None,
         })
     }
 

@@ -135,6 +135,10 @@ fn cluster_config(dir: &Path, s: &Settings, options: &Options) -> anyhow::Result
             clip_high: Some(learner.train.clip_high),
             kl_coef: Some(learner.train.kl_coef),
             device: Some(options.device.clone()),
+            adapters: Some(s.adapters.mode),
+            lora_rank: Some(s.adapters.lora.rank),
+            lora_alpha: Some(s.adapters.lora.alpha),
+            lora_targets: s.adapters.lora.targets.clone(),
             ..LearnerArgs::default()
         }
     });

@@ -60,6 +60,33 @@ pub struct SettingsArgs {
     /// Where tiny models are built and smollm2 is fetched.
     #[arg(long, env = "ARLAS_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
+    /// LoRA adapters over one shared frozen base (`on`), every weight (`off`), or `auto`:
+    /// adapters for pretrained bases (smollm2, a model directory), full fine-tuning for the
+    /// random-init tiny presets. Decided per player, by the model it starts from.
+    #[arg(long, env = "ARLAS_ADAPTERS")]
+    #[serde(rename = "adapters.mode")]
+    pub adapters: Option<arlas::pipeline::models::AdapterMode>,
+    /// Rank of the adapters.
+    #[arg(long)]
+    #[serde(rename = "adapters.lora.rank")]
+    pub lora_rank: Option<usize>,
+    /// Alpha of the adapters (their output is scaled by alpha / rank).
+    #[arg(long)]
+    #[serde(rename = "adapters.lora.alpha")]
+    pub lora_alpha: Option<f64>,
+    /// Projections that get adapters (comma-separated: q_proj, k_proj, v_proj, o_proj,
+    /// gate_proj, up_proj, down_proj; default all).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(
+        rename = "adapters.lora.targets",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub lora_targets: Vec<String>,
+    /// The KL reference of an adapter-trained player: warmup (its imitation adapters,
+    /// frozen) or base (the adapters switched off). Neither copies the base.
+    #[arg(long)]
+    #[serde(rename = "adapters.reference")]
+    pub kl_reference: Option<arlas::pipeline::models::KlReference>,
     /// Start the agent from this checkpoint (skips its warm-up).
     #[arg(long)]
     #[serde(rename = "agent_init")]

@@ -9,7 +9,7 @@ use arlas_game::{Environment, Split, TaskRef, play::episode_seed};
 use arlas_policy::Policy;
 use serde::Serialize;
 
-use super::{Pipeline, Settings, models};
+use super::{Pipeline, Settings};
 
 /// At most this many population members are evaluated against at the end (evenly spread,
 /// always including the first and the last).
@@ -177,12 +177,9 @@ pub(super) fn final_evaluation(
     for id in &members {
         p.member(id)?;
     }
-    let warmup_agent = models::load_dir(
-        &p.dir.checkpoint("agent", "warmup"),
-        &p.settings.models_dir,
-        false,
-        &p.device,
-    )?;
+    let warmup_agent = p
+        .models
+        .load_dir(&p.dir.checkpoint("agent", "warmup"), false)?;
     let build = || opponents_for(&p.members, &p.league, &members);
     let (warmup, _) = p.eval.run(&warmup_agent, 0, &mut build()?)?;
     let (trained_report, attacked) = p.eval.run(trained, trained_version, &mut build()?)?;

@@ -144,6 +144,7 @@ impl Pipeline {
             population: self.league.population().len(),
             episodes,
             sampled_tokens,
+            prefilled_tokens: None,
             seconds,
             episodes_per_sec,
             attacker_phase: phases.get(&Player::Attacker).copied(),
@@ -193,7 +194,8 @@ impl Pipeline {
         agent: &Learner,
     ) -> anyhow::Result<Option<arlas_actor::eval::EvalReport>> {
         let every = self.settings.eval.every;
-        if i != self.settings.iterations && !(every > 0 && i.is_multiple_of(every)) {
+        let due = i == self.settings.iterations || (every > 0 && i.is_multiple_of(every));
+        if !self.evaluate || !due {
             return Ok(None);
         }
         self.progress.phase(&format!("iteration {i}: evaluation"));

@@ -59,7 +59,8 @@ pub struct Summary {
 pub struct Pipeline {
     settings: Settings,
     dir: RunDir,
-    device: Device,
+    /// The models directory, the device and the pool of shared frozen bases.
+    models: models::Models,
     state: RunProgress,
     league: League,
     planner: RoundPlanner,
@@ -69,6 +70,8 @@ pub struct Pipeline {
     env: Box<dyn Environment>,
     /// The held-out evaluation.
     eval: EvalSet,
+    /// Whether the warm-up and the iterations are evaluated (a benchmark skips it).
+    evaluate: bool,
     progress: progress::Progress,
     started: Instant,
 }
@@ -133,12 +136,9 @@ pub fn finish_cluster(
         let to = pipeline.dir.checkpoint(player, "final");
         copy_dir(from, &to)?;
     }
-    let agent = models::load_dir(
-        &pipeline.dir.checkpoint("agent", "final"),
-        &pipeline.settings.models_dir,
-        false,
-        &pipeline.device,
-    )?;
+    let agent = pipeline
+        .models
+        .load_dir(&pipeline.dir.checkpoint("agent", "final"), false)?;
     let state = &mut pipeline.state;
     state.iterations_done = pipeline.settings.iterations;
     state.agent_version = outcome.agent_version;
@@ -166,6 +166,27 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// What `arlas bench iteration` measures: a new run in `dir` with the warm-up its settings
+/// ask for (none with `warmup.epochs = 0`, an imitation-free start) and one iteration, no
+/// evaluation; returns the iteration's records (its updates and the iteration itself).
+pub fn bench_iteration(
+    dir: RunDir,
+    mut settings: Settings,
+    options: &RunOptions,
+) -> anyhow::Result<Vec<Record>> {
+    settings.iterations = 1;
+    let mut pipeline = Pipeline::open(dir, Start::New(Box::new(settings)), options)?;
+    pipeline.evaluate = false;
+    let (agent, attacker) = pipeline.warm_up()?;
+    pipeline.iterate(agent, attacker)?;
+    Ok(pipeline
+        .dir
+        .read_metrics()?
+        .into_iter()
+        .filter(|r| r.iteration() == Some(1))
+        .collect())
 }
 
 /// Runs (or resumes) a whole ARLAS run in `dir`.
@@ -242,15 +263,17 @@ impl Pipeline {
         )?;
         let progress = progress::Progress::new(options.show_progress, settings.iterations);
         Ok(Self {
+            models: models::Models::new(settings.models_dir.clone(), options.device.clone()),
             settings,
             dir,
-            device: options.device.clone(),
+
             state,
             league,
             planner,
             members: BTreeMap::new(),
             env,
             eval,
+            evaluate: true,
             progress,
             started: Instant::now(),
         })
@@ -277,25 +300,18 @@ impl Pipeline {
             let path = self.dir.root().join(&rel);
             let config = self.settings.learner(player).clone();
             let trainer = if rel.ends_with("warmup") {
-                let policy =
-                    models::load_dir(&path, &self.settings.models_dir, true, &self.device)?;
+                let policy = self.models.load_dir(&path, true)?;
                 Trainer::new(policy, config.train.clone())?
             } else {
                 Trainer::resume(
                     &path,
-                    &self.device,
-                    &models::options(&self.settings.models_dir, true, 0),
+                    &self.models.device,
+                    &self.models.options(true, 0, None),
                 )
                 .with_context(|| format!("cannot resume the {player} from {}", path.display()))?
             };
             let mut learner = Learner::new(player, trainer, config, version)?;
-            let reference = self.dir.checkpoint(player.name(), "warmup");
-            learner.set_reference(models::load_dir(
-                &reference,
-                &self.settings.models_dir,
-                false,
-                &self.device,
-            )?);
+            learner.set_reference(self.reference(player, &learner)?);
             Ok(learner)
         };
         Ok((
@@ -312,11 +328,23 @@ impl Pipeline {
         ))
     }
 
+    /// The KL reference of `player`: its warm-up checkpoint, frozen (adapters over the shared
+    /// base for an adapter-trained player), or with `kl_reference = base` and adapters the
+    /// base alone.
+    fn reference(&self, player: Player, learner: &Learner) -> anyhow::Result<Policy> {
+        let adapters = learner.policy().lora().is_some();
+        if adapters && self.settings.adapters.reference == models::KlReference::Base {
+            return Ok(learner.policy().without_adapter()?);
+        }
+        self.models
+            .load_dir(&self.dir.checkpoint(player.name(), "warmup"), false)
+    }
+
     /// The frozen policy of population member `id`, loaded once.
     fn member(&mut self, id: &str) -> anyhow::Result<&Policy> {
         if !self.members.contains_key(id) {
             let dir = self.league.population().checkpoint_dir(id)?;
-            let policy = models::load_dir(&dir, &self.settings.models_dir, false, &self.device)?;
+            let policy = self.models.load_dir(&dir, false)?;
             self.members.insert(id.to_string(), policy);
         }
         self.members

@@ -112,6 +112,10 @@ pub struct Iteration {
     pub population: usize,
     pub episodes: usize,
     pub sampled_tokens: usize,
+    /// Prompt tokens run through the models to sample (what a KV cache carried between
+    /// turns saves); `None` in records written before it was counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefilled_tokens: Option<usize>,
     pub seconds: f64,
     pub episodes_per_sec: f64,
     /// Rates of the attacker phase (`None` when the attacker is frozen).

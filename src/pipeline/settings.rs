@@ -6,6 +6,8 @@ use arlas_actor::RolloutConfig;
 use arlas_coordinator::{OpponentPool, OpponentRule, OpponentSampling};
 use arlas_learner::{LearnerConfig, Player};
 use arlas_policy::TrainConfig;
+
+use super::models::AdapterSettings;
 use serde::{Deserialize, Serialize};
 
 /// The imitation warm-up.
@@ -74,6 +76,9 @@ pub struct Settings {
     pub model: String,
     /// Where models are cached and fetched.
     pub models_dir: PathBuf,
+    /// LoRA adapters over one shared frozen base, or full fine-tuning (per player, by its
+    /// base: `auto` adapts pretrained bases and fully trains the random-init `tiny` ones).
+    pub adapters: AdapterSettings,
     /// Start the agent from this checkpoint instead of warming it up.
     pub agent_init: Option<PathBuf>,
     /// Start the attacker from this checkpoint instead of warming it up.
@@ -116,6 +121,7 @@ impl Default for Settings {
         Self {
             model: "tiny".to_string(),
             models_dir: PathBuf::from("models"),
+            adapters: AdapterSettings::default(),
             agent_init: None,
             attacker_init: None,
             seed: 0,
@@ -169,6 +175,7 @@ impl Settings {
         );
         anyhow::ensure!(self.eval.episodes >= 1, "eval episodes must be at least 1");
         self.rollout.game.validate()?;
+        self.adapters.validate()?;
         Ok(())
     }
 

@@ -6,17 +6,24 @@ use arlas_learner::{Learner, LearnerConfig, Player, StepMeans};
 use arlas_policy::{Policy, SftItem, Trainer};
 
 use super::records::{Demonstrations, Eval, Record, Stage, WarmupStep};
-use super::{Pipeline, evaluation, models};
+use super::{Pipeline, evaluation};
 
 /// Warms both players up, saves `agent/warmup` and `attacker/warmup`, makes the warm-up
 /// attacker the first population member, evaluates the warm-up agent and commits.
 pub(super) fn run(p: &mut Pipeline) -> anyhow::Result<()> {
     let s = p.settings.clone();
+    // A player starts from its given checkpoint (an adapter checkpoint keeps training its
+    // adapters) or from the run's model, with fresh adapters where the settings say so.
     let load = |init: &Option<std::path::PathBuf>| -> anyhow::Result<Policy> {
-        match init {
-            Some(dir) => models::load_dir(dir, &s.models_dir, true, &p.device),
-            None => models::load(&s.model, &s.models_dir, true, s.seed, &p.device),
-        }
+        let spec = match init {
+            Some(dir) if dir.join(arlas_policy::checkpoint::ADAPTER_CONFIG).is_file() => {
+                return p.models.load_dir(dir, true);
+            }
+            Some(dir) => arlas_policy::ModelSpec::Path(dir.clone()),
+            None => arlas_policy::ModelSpec::parse(&s.model)?,
+        };
+        let lora = s.adapters.for_spec(&spec);
+        p.models.load_spec(&spec, true, s.seed, lora)
     };
     let agent = load(&s.agent_init)?;
     let attacker = load(&s.attacker_init)?;
@@ -70,19 +77,21 @@ pub(super) fn run(p: &mut Pipeline) -> anyhow::Result<()> {
         .id
         .clone();
 
-    p.progress.phase("evaluating the warm-up agent");
-    let report = evaluation::quick(
-        &mut p.eval,
-        agent.policy(),
-        agent.version(),
-        Some((attacker.policy(), &id)),
-    )?;
-    p.log(Record::Eval(Eval {
-        iteration: 0,
-        stage: Stage::Warmup,
-        report: report.clone(),
-    }))?;
-    p.progress.eval(0, &report);
+    if p.evaluate {
+        p.progress.phase("evaluating the warm-up agent");
+        let report = evaluation::quick(
+            &mut p.eval,
+            agent.policy(),
+            agent.version(),
+            Some((attacker.policy(), &id)),
+        )?;
+        p.log(Record::Eval(Eval {
+            iteration: 0,
+            stage: Stage::Warmup,
+            report: report.clone(),
+        }))?;
+        p.progress.eval(0, &report);
+    }
 
     p.state.warmup_done = true;
     p.state.agent_version = agent.version();

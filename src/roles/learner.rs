@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::pipeline::models;
+use crate::pipeline::models::{AdapterMode, AdapterSettings, Models};
 use anyhow::Context as _;
 use arlas_learner::Player;
 use arlas_learner::service::ServiceConfig;
@@ -69,6 +69,22 @@ pub struct LearnerArgs {
     /// Where tiny models are built and cached and smollm2 is fetched. Default models.
     #[arg(long, env = "ARLAS_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
+    /// LoRA adapters over a frozen base (`on`), every weight (`off`), or `auto`: adapters for
+    /// pretrained bases, full fine-tuning for the random-init tiny presets. An adapter
+    /// checkpoint as --init keeps training its adapters. Default auto.
+    #[arg(long, env = "ARLAS_ADAPTERS")]
+    pub adapters: Option<AdapterMode>,
+    /// Rank of fresh adapters. Default 16.
+    #[arg(long, env = "ARLAS_LORA_RANK")]
+    pub lora_rank: Option<usize>,
+    /// Alpha of fresh adapters (their output is scaled by alpha / rank). Default 32.
+    #[arg(long, env = "ARLAS_LORA_ALPHA")]
+    pub lora_alpha: Option<f64>,
+    /// Projections that get fresh adapters (comma-separated: q_proj, k_proj, v_proj, o_proj,
+    /// gate_proj, up_proj, down_proj). Default all.
+    #[arg(long, env = "ARLAS_LORA_TARGETS", value_delimiter = ',')]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lora_targets: Vec<String>,
     /// Device: cpu, cuda or cuda:N. Default cpu.
     #[arg(long, env = "ARLAS_DEVICE")]
     pub device: Option<String>,
@@ -131,8 +147,31 @@ fn positive(flag: &str, value: f64) -> anyhow::Result<f64> {
     Ok(value)
 }
 
+/// The adapters of `args`: the defaults where a flag is absent.
+fn adapter_settings(args: &LearnerArgs) -> anyhow::Result<AdapterSettings> {
+    let defaults = AdapterSettings::default();
+    let mut lora = defaults.lora.clone();
+    if let Some(rank) = args.lora_rank {
+        lora.rank = rank;
+    }
+    if let Some(alpha) = args.lora_alpha {
+        lora.alpha = alpha;
+    }
+    if !args.lora_targets.is_empty() {
+        lora.targets.clone_from(&args.lora_targets);
+    }
+    let settings = AdapterSettings {
+        mode: args.adapters.unwrap_or(defaults.mode),
+        lora,
+        ..defaults
+    };
+    settings.validate()?;
+    Ok(settings)
+}
+
 pub fn resolve(args: LearnerArgs) -> anyhow::Result<Settings> {
     let args = crate::config::load(&LearnerArgs::default(), args.config.as_deref(), &args)?;
+    let adapters = adapter_settings(&args)?;
     let player = args.player.context(
         "no player: pass --player agent or --player attacker (or set player in the --config file)",
     )?;
@@ -152,9 +191,12 @@ pub fn resolve(args: LearnerArgs) -> anyhow::Result<Settings> {
     let seed = args.seed.unwrap_or(0);
     let models_dir = args.models_dir.unwrap_or_else(|| PathBuf::from("models"));
     let device_name = args.device.unwrap_or_else(|| "cpu".into());
+    let lora = adapters.for_spec(&model);
+    let device = arlas_policy::device_from_name(&device_name)?;
+    let models = Models::new(models_dir, device.clone());
     let mut service = ServiceConfig::new(player, data, coordinator, model);
-    service.device = arlas_policy::device_from_name(&device_name)?;
-    service.load = models::options(&models_dir, true, seed);
+    service.device = device;
+    service.load = models.options(true, seed, lora);
     service.seed = seed;
     service.advertise = args.advertise;
     if let Some(name) = args.name {

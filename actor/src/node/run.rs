@@ -13,7 +13,7 @@ use arlas_client::learner::{Link, LinkConfig, LinkStatus, link};
 
 use arlas_core::{BlobRef, LeaseId, Member, Player, RunView};
 use arlas_game::Environment;
-use arlas_policy::{Device, LoadOptions, ModelSpec, Policy};
+use arlas_policy::{BasePool, Device, LoadOptions, ModelSpec, Policy};
 use arlas_proto::v1;
 use arlas_runtime::auth::Token;
 use arlas_runtime::http::{MetricsEndpoint, serve as serve_metrics};
@@ -134,6 +134,7 @@ pub async fn run(
     let mut node = Node {
         planner: RoundPlanner::for_actor(config.shape, config.seed, rand::rng().random()),
         env: Some(env),
+        bases: BasePool::new(),
         config,
         client: client.clone(),
         cache,
@@ -194,6 +195,9 @@ struct Node {
     planner: RoundPlanner,
     /// `None` only while a round is being planned and played on the blocking pool.
     env: Option<Box<dyn Environment>>,
+    /// The frozen bases of adapter checkpoints: one per model, whatever the number of
+    /// versions and population members loaded over it.
+    bases: BasePool,
     /// Rounds played so far by this process.
     rounds: u64,
     rolling: Rolling,
@@ -453,6 +457,7 @@ impl Node {
         metrics::counter!(names::CHECKPOINT_CACHE_TOTAL, "result" => source.name()).increment(1);
         let options = LoadOptions {
             models_dir: self.config.models_dir.clone(),
+            bases: Some(self.bases.clone()),
             ..LoadOptions::default()
         };
         let device = self.config.device.clone();

@@ -98,6 +98,11 @@ fn pp_lora<'a>(lora: Option<&LoraBuilder<'a>>, name: &str) -> Option<LoraBuilder
     lora.map(|l| l.pp(name))
 }
 
+/// The adapter builder of projection `name`, when the adapter config targets it.
+fn lora_for<'a>(lora: Option<&LoraBuilder<'a>>, name: &str) -> Option<LoraBuilder<'a>> {
+    pp_lora(lora, name).filter(|l| l.config.targets(name))
+}
+
 impl Attention {
     fn new(
         cfg: &LlamaConfig,
@@ -111,7 +116,7 @@ impl Attention {
         let bias = cfg.qkv_bias();
         let std = cfg.initializer_range;
         let lin = |name: &str, i: usize, o: usize, b: bool| {
-            Linear::new(&vb.pp(name), pp_lora(lora, name).as_ref(), i, o, b, std)
+            Linear::new(&vb.pp(name), lora_for(lora, name).as_ref(), i, o, b, std)
         };
         Ok(Self {
             q_proj: lin("q_proj", h, q, bias)?,
@@ -273,7 +278,7 @@ impl Mlp {
             cfg.initializer_range,
         );
         let lin = |name: &str, i: usize, o: usize| {
-            Linear::new(&vb.pp(name), pp_lora(lora, name).as_ref(), i, o, b, std)
+            Linear::new(&vb.pp(name), lora_for(lora, name).as_ref(), i, o, b, std)
         };
         Ok(Self {
             gate_proj: lin("gate_proj", h, i)?,
