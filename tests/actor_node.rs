@@ -154,6 +154,25 @@ async fn serve_double(double: Double) -> SocketAddr {
     addr
 }
 
+/// A learner double per player, each served on its own socket and registered.
+async fn register_doubles(client: &mut CoordinatorClient) -> ([Double; 2], Vec<LeaseId>) {
+    let doubles = [Double::default(), Double::default()];
+    let mut leases = Vec::new();
+    for (player, double) in Player::ALL.into_iter().zip(&doubles) {
+        let addr = serve_double(double.clone()).await;
+        let (lease, _) = client
+            .register(&Registration::Learner {
+                name: format!("{player}-double"),
+                url: format!("http://{addr}"),
+                players: vec![player],
+            })
+            .await
+            .unwrap();
+        leases.push(lease.id);
+    }
+    (doubles, leases)
+}
+
 /// Three tiny checkpoints with distinct weights: agent v1, attacker v1, agent v2.
 fn checkpoints(root: &Path) -> [PathBuf; 3] {
     let texts = corpus(&CorpusOptions {
@@ -234,45 +253,11 @@ async fn actor_plays_sends_swaps_versions_resends_and_reports() {
 
     // The coordinator.
     let data = tmp.path().join("coordinator");
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", grpc.local_addr().unwrap());
-    let (stop_coordinator, stopped) = oneshot::channel::<()>();
-    let coordinator = tokio::spawn(arlas_coordinator::service::run(
-        Listeners {
-            grpc,
-            metrics: None,
-        },
-        ServerConfig {
-            data_dir: data.clone(),
-            coordinator: CoordinatorConfig {
-                lease_ttl: Duration::from_secs(30),
-                seed: Some(1),
-                ..CoordinatorConfig::default()
-            },
-            token: None,
-            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-        },
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (url, stop_coordinator, coordinator) = start_coordinator(data.clone()).await;
 
     // A learner double per player, registered, each publishing its player's version 1.
-    let doubles = [Double::default(), Double::default()];
     let mut client = CoordinatorClient::connect(&url, None).await.unwrap();
-    let mut leases = Vec::new();
-    for (player, double) in Player::ALL.into_iter().zip(&doubles) {
-        let addr = serve_double(double.clone()).await;
-        let (lease, _) = client
-            .register(&Registration::Learner {
-                name: format!("{player}-double"),
-                url: format!("http://{addr}"),
-                players: vec![player],
-            })
-            .await
-            .unwrap();
-        leases.push(lease.id);
-    }
+    let (doubles, leases) = register_doubles(&mut client).await;
     let [agent, attacker] = &doubles;
     let agent_v1 = publish(&mut client, &leases[0], Player::Agent, 1, &dirs[0]).await;
     let attacker_v1 = publish(&mut client, &leases[1], Player::Attacker, 1, &dirs[1]).await;
@@ -540,4 +525,137 @@ fn builtin(config: &NodeConfig) -> Box<dyn arlas_game::Environment> {
     Box::new(arlas_game::BuiltinEnvironment::new(
         config.rollout.game.clone(),
     ))
+}
+
+/// The coordinator, started on a free port; returns its URL, the sender that stops it and
+/// its task.
+async fn start_coordinator(
+    data: PathBuf,
+) -> (
+    String,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), arlas_coordinator::Error>>,
+) {
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", grpc.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(arlas_coordinator::service::run(
+        Listeners {
+            grpc,
+            metrics: None,
+        },
+        ServerConfig {
+            data_dir: data,
+            coordinator: CoordinatorConfig {
+                lease_ttl: Duration::from_secs(30),
+                seed: Some(1),
+                ..CoordinatorConfig::default()
+            },
+            token: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (url, stop, task)
+}
+
+/// Versions and population members as LoRA adapters over one base: what travels is the
+/// adapters (a small fraction of the base), and the actor holds one base for all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_plays_adapter_versions_and_members_over_one_base() {
+    let tmp = tempfile::tempdir().unwrap();
+    let texts = corpus(&CorpusOptions {
+        episodes: 60,
+        seed: 3,
+        split: Split::Train,
+    })
+    .unwrap();
+    let base_dir = tmp.path().join("base");
+    build_tiny(TinyPreset::Tiny2M, texts.into_iter(), 5, &base_dir).unwrap();
+    // Fresh adapters of different seeds: distinct checkpoints over the same base.
+    let adapter = |name: &str, seed: u64| -> PathBuf {
+        let options = LoadOptions {
+            seed,
+            lora: Some(arlas_policy::LoraConfig::new(4, 8.0).unwrap()),
+            ..LoadOptions::default()
+        };
+        let policy = Policy::load(
+            &arlas_policy::ModelSpec::Path(base_dir.clone()),
+            &Device::Cpu,
+            &options,
+        )
+        .unwrap();
+        let dir = tmp.path().join(name);
+        save_policy(&policy, &dir).unwrap();
+        dir
+    };
+    let (url, stop_coordinator, _) = start_coordinator(tmp.path().join("coordinator")).await;
+    let mut client = CoordinatorClient::connect(&url, None).await.unwrap();
+    let (_doubles, leases) = register_doubles(&mut client).await;
+    publish(
+        &mut client,
+        &leases[0],
+        Player::Agent,
+        1,
+        &adapter("agent", 1),
+    )
+    .await;
+    for v in 1..=3 {
+        let dir = adapter(&format!("attacker-{v}"), 10 + v);
+        publish(&mut client, &leases[1], Player::Attacker, v, &dir).await;
+    }
+    let base_bytes = std::fs::metadata(base_dir.join("model.safetensors"))
+        .unwrap()
+        .len();
+    let blob_bytes = std::fs::metadata(tmp.path().join("attacker-1.blob"))
+        .unwrap()
+        .len();
+    assert!(
+        blob_bytes * 5 < base_bytes,
+        "an adapter version ({blob_bytes} bytes) is a small part of the base ({base_bytes})"
+    );
+
+    let mut rollout = RolloutConfig::default();
+    rollout.game.max_turns = 2;
+    rollout.agent_sampling.max_new_tokens = 8;
+    rollout.attacker_sampling.max_new_tokens = 8;
+    let config = NodeConfig {
+        coordinator: url,
+        token: None,
+        name: "adapter-actor".into(),
+        cache_dir: tmp.path().join("cache"),
+        cache_keep: 2,
+        models_dir: tmp.path().join("models"),
+        device: Device::Cpu,
+        shape: RoundShape {
+            tasks: 3,
+            group_size: G,
+        },
+        rollout,
+        seed: 4,
+        sync: false,
+        max_pending: 64,
+        episodes: Some(4 * 3 * G as u64),
+    };
+    let env = builtin(&config);
+    let report = tokio::time::timeout(
+        Duration::from_secs(120),
+        arlas_actor::node::run(config, env, None, std::future::pending()),
+    )
+    .await
+    .expect("the actor finishes its episodes")
+    .unwrap();
+    assert!(report.episodes >= 4 * 3 * G as u64, "{report:?}");
+    assert!(report.versions.iter().all(|v| *v == (1, 3)), "{report:?}");
+    assert_eq!(
+        report.bases, 1,
+        "one base for every adapter loaded: {report:?}"
+    );
+    assert!(
+        report.fetched.len() >= 3,
+        "the agent, the current attacker and members were fetched: {report:?}"
+    );
+    let _ = stop_coordinator.send(());
 }

@@ -242,13 +242,7 @@ fn weights_travel_as_safetensors_bytes() {
 /// ```
 #[test]
 fn a_saved_model_loads_in_hugging_face_transformers() {
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import torch, transformers"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "SKIPPED: python3 with torch and transformers is not available (pip install torch transformers)"
-        );
+    if !common::python_has("torch, transformers") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -176,3 +176,101 @@ fn adapters_go_only_where_the_targets_say() {
     .unwrap();
     assert_eq!(loaded.lora(), Some(&lora));
 }
+
+/// An adapter checkpoint loads in Hugging Face `peft` over its base and gives the same
+/// log-probs. Reference (what the test runs):
+///
+/// ```python
+/// import torch, transformers, peft
+/// base = transformers.AutoModelForCausalLM.from_pretrained(BASE, torch_dtype=torch.float32)
+/// m = peft.PeftModel.from_pretrained(base, ADAPTER)
+/// lp = m(ids).logits.log_softmax(-1)[0]
+/// ```
+///
+/// Skips with a message where python3 lacks torch, transformers or peft.
+#[test]
+fn an_adapter_checkpoint_loads_in_peft_over_its_base() {
+    if !common::python_has("torch, transformers, peft") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base_dir = dir.path().join("base");
+    save_policy(&tiny_policy(false, 21, 0.1), &base_dir).unwrap();
+    let pool = BasePool::new();
+    let policy = Policy::load(
+        &ModelSpec::Path(base_dir.clone()),
+        &Device::Cpu,
+        &adapter_options(&pool, true),
+    )
+    .unwrap();
+    // Train the adapters a little, so that B is no longer zero and the adapters matter.
+    let items = demonstrations(&policy);
+    let mut trainer = Trainer::new(policy, train_config()).unwrap();
+    for _ in 0..3 {
+        trainer.sft_step(&items).unwrap();
+    }
+    let adapter_dir = dir.path().join("adapter");
+    save_policy(trainer.policy(), &adapter_dir).unwrap();
+    let prompt = &prompts(trainer.policy())[1];
+    let ids: Vec<String> = prompt.iter().map(u32::to_string).collect();
+    let script = format!(
+        r#"
+import json, sys, torch, transformers, peft
+base = transformers.AutoModelForCausalLM.from_pretrained(sys.argv[1], torch_dtype=torch.float32)
+m = peft.PeftModel.from_pretrained(base, sys.argv[2])
+ids = torch.tensor([[{ids}]])
+with torch.no_grad():
+    lp = m(ids).logits.log_softmax(-1)[0]
+print(json.dumps([lp[i - 1, ids[0, i]].item() for i in range(1, ids.shape[1])]))
+"#,
+        ids = ids.join(",")
+    );
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &script,
+            base_dir.to_str().unwrap(),
+            adapter_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Vec<f32> = serde_json::from_slice::<Vec<f64>>(&out.stdout)
+        .unwrap()
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+    let mut mask = vec![true; prompt.len()];
+    mask[0] = false;
+    let ours = scores(
+        trainer.policy(),
+        &[ScoreItem {
+            tokens: prompt.clone(),
+            mask,
+        }],
+    )
+    .remove(0);
+    let base_only = scores(
+        &trainer.policy().without_adapter().unwrap(),
+        &[ScoreItem {
+            tokens: prompt.clone(),
+            mask: {
+                let mut m = vec![true; prompt.len()];
+                m[0] = false;
+                m
+            },
+        }],
+    )
+    .remove(0);
+    let worst = max_diff(std::slice::from_ref(&ours), &[theirs]);
+    eprintln!("peft vs arlas: max |diff| = {worst:e}");
+    assert!(worst < 1e-4, "{worst}");
+    assert!(
+        max_diff(&[ours], &[base_only]) > 1e-3,
+        "the adapters change the log-probs, so the comparison tests them"
+    );
+}

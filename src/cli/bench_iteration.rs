@@ -35,6 +35,11 @@ pub struct IterationBenchArgs {
     /// Agent turns per episode.
     #[arg(long, default_value_t = 4)]
     pub max_turns: u32,
+    /// Reward lost per format error. An imitation-free start rarely completes a task: with
+    /// no penalty every group's rewards are equal and nothing trains, so the benchmark would
+    /// not measure training.
+    #[arg(long, default_value_t = 0.1)]
+    pub format_error_penalty: f32,
     /// LoRA adapters over a shared base (on), full fine-tuning (off), or auto.
     #[arg(long, default_value = "auto")]
     pub adapters: AdapterMode,
@@ -69,6 +74,7 @@ fn settings(args: &IterationBenchArgs) -> Settings {
     s.group_size = args.group_size;
     s.rollout.game.max_turns = args.max_turns;
     s.rollout.game.suites.clone_from(&args.suites);
+    s.rollout.game.format_error_penalty = args.format_error_penalty;
     if let Some(m) = args.micro_batch {
         s.agent.train.micro_batch_size = m;
         s.attacker.train.micro_batch_size = m;
@@ -118,6 +124,7 @@ pub fn run(args: IterationBenchArgs) -> anyhow::Result<()> {
         "tasks": args.tasks,
         "group_size": args.group_size,
         "max_turns": args.max_turns,
+        "format_error_penalty": args.format_error_penalty,
         "seed": args.seed,
         "device": args.device,
         "seconds": iteration.seconds,

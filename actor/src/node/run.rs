@@ -75,6 +75,9 @@ pub struct NodeReport {
     pub fetched: Vec<String>,
     /// (agent version, attacker version) of each round played.
     pub versions: Vec<(u64, u64)>,
+    /// Frozen bases held for adapter checkpoints (one per model, however many versions
+    /// and population members were loaded over it).
+    pub bases: usize,
 }
 
 /// Runs the actor until `shutdown` completes (or `episodes` are done), then deregisters.
@@ -176,6 +179,7 @@ pub async fn run(
             .insert(l.player.name(), l.status.borrow().clone());
         l.abort();
     }
+    node.report.bases = node.bases.len();
     let _ = stop_tx.send(true);
     if let Some(task) = metrics_task {
         let _ = task.await;

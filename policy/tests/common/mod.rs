@@ -230,3 +230,18 @@ pub fn weights(policy: &Policy) -> std::collections::BTreeMap<String, Vec<f32>> 
         .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
         .collect()
 }
+
+/// Whether python3 imports `modules`; prints why a test is skipped where it does not.
+pub fn python_has(modules: &str) -> bool {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output();
+    let ok = probe.is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "SKIPPED: python3 with {modules} is not available (pip install {})",
+            modules.replace(',', "")
+        );
+    }
+    ok
+}
