@@ -58,6 +58,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         rounds = report.rounds,
         episodes = report.episodes,
         fetched = report.fetched.len(),
+        bases = report.bases,
         "actor stopped"
     );
     Ok(())

@@ -11,7 +11,7 @@ use std::time::Duration;
 use arlas_client::CoordinatorClient;
 use arlas_client::learner::{Link, LinkConfig, LinkStatus, link};
 
-use arlas_core::{BlobRef, LeaseId, Member, Player, RunView};
+use arlas_core::{BlobRef, LeaseId, Member, Player, RunView, Trajectory};
 use arlas_game::Environment;
 use arlas_policy::{BasePool, Device, LoadOptions, ModelSpec, Policy};
 use arlas_proto::v1;
@@ -31,7 +31,7 @@ use super::session::{Announced, ViewFeed, follow_run, keep_lease};
 use super::stats::{Rolling, record_episodes};
 use crate::error::{Error, Result};
 use crate::rollout::RolloutConfig;
-use crate::round::{RoundOutput, RoundPlan, RoundPlanner, RoundShape, play_round};
+use crate::round::{Phase, RoundOutput, RoundPlan, RoundPlanner, RoundShape, play_phase};
 
 /// Everything an actor node needs.
 #[derive(Debug, Clone)]
@@ -299,21 +299,26 @@ impl Node {
                 Vec::new()
             }
         };
-        self.load_members(&assigned).await?;
-        self.prune_cache().await;
-        let ids: Vec<String> = assigned.iter().map(|m| m.id.clone()).collect();
         self.rounds += 1;
+        // Ready once the current versions are loaded: the population members assigned load
+        // while the attacker phase (which plays only the current versions) is sampled, so a
+        // larger population does not delay joining or the first trajectories.
         let _ = self.ready.send(true);
-        let (plan, out) = self.plan_and_play(ids).await?;
-
-        record_episodes(&mut self.rolling, &out.attacker_phase);
-        record_episodes(&mut self.rolling, &out.agent_phase);
-        for t in &out.attacker_phase {
+        let (plan, attacker_phase) = self.attacker_phase_loading(&assigned).await?;
+        record_episodes(&mut self.rolling, &attacker_phase);
+        for t in &attacker_phase {
             self.link(Player::Attacker).send(v1::Trajectory::from(t));
         }
-        for t in &out.agent_phase {
+        self.prune_cache().await;
+        let agent_phase = self.play(&plan, |plan| &plan.agent_phase).await?;
+        record_episodes(&mut self.rolling, &agent_phase);
+        for t in &agent_phase {
             self.link(Player::Agent).send(v1::Trajectory::from(t));
         }
+        let out = RoundOutput {
+            attacker_phase,
+            agent_phase,
+        };
         self.unreported.add(out.match_results());
         if !self.unreported.is_empty() {
             match self
@@ -346,31 +351,93 @@ impl Node {
         Ok((agent_version, attacker_version))
     }
 
-    /// Plans round `self.rounds` against `assigned` and plays it, off the async runtime
-    /// (the environment and the models block).
-    async fn plan_and_play(&mut self, assigned: Vec<String>) -> Result<(RoundPlan, RoundOutput)> {
+    /// Plans round `self.rounds` against `assigned` and plays its attacker phase off the
+    /// async runtime (the environment and the models block), while the assigned members
+    /// not loaded yet are fetched and loaded; then installs them.
+    async fn attacker_phase_loading(
+        &mut self,
+        assigned: &[Member],
+    ) -> Result<(RoundPlan, Vec<Trajectory>)> {
+        let missing: Vec<Member> = self
+            .policies()?
+            .missing_members(assigned)
+            .into_iter()
+            .cloned()
+            .collect();
         let policies = self.policies.take().ok_or_else(|| gone("the policies"))?;
         let mut env = self.env.take().ok_or_else(|| gone("the environment"))?;
         let (planner, round) = (self.planner.clone(), self.rounds);
         let rollout = self.config.rollout.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let played = planner
-                .plan(round, &assigned, &*env)
-                .and_then(|plan| Ok((play_round(&mut *env, &policies, &plan, &rollout)?, plan)));
+        let ids: Vec<String> = assigned.iter().map(|m| m.id.clone()).collect();
+        let phase = tokio::task::spawn_blocking(move || {
+            let played = planner.plan(round, &ids, &*env).and_then(|plan| {
+                let t = play_phase(&mut *env, &policies, &plan.attacker_phase, &rollout)?;
+                Ok((plan, t))
+            });
+            (policies, env, played)
+        });
+        let started = std::time::Instant::now();
+        let mut loaded = Vec::with_capacity(missing.len());
+        let mut failed = None;
+        for m in missing {
+            match self.load(&m.checkpoint).await {
+                Ok(policy) => loaded.push((m, policy)),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if failed.is_none() && !loaded.is_empty() {
+            tracing::info!(
+                members = loaded.len(),
+                seconds = started.elapsed().as_secs_f64(),
+                "population members loaded"
+            );
+        }
+        let (policies, env, played) = phase.await.map_err(|e| task_failed("the round", &e))?;
+        self.policies = Some(policies);
+        self.env = Some(env);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let policies = self.policies()?;
+        let evicted = policies.retain_members(assigned);
+        if !evicted.is_empty() {
+            tracing::debug!(?evicted, "population members no longer assigned; unloaded");
+        }
+        for (m, policy) in loaded {
+            policies.insert_member(
+                m.id.clone(),
+                Loaded {
+                    version: m.attacker_version,
+                    checkpoint: m.checkpoint.clone(),
+                    policy,
+                },
+            );
+        }
+        played
+    }
+
+    /// Plays one phase of `plan` off the async runtime.
+    async fn play(
+        &mut self,
+        plan: &RoundPlan,
+        phase: fn(&RoundPlan) -> &Phase,
+    ) -> Result<Vec<Trajectory>> {
+        let policies = self.policies.take().ok_or_else(|| gone("the policies"))?;
+        let mut env = self.env.take().ok_or_else(|| gone("the environment"))?;
+        let rollout = self.config.rollout.clone();
+        let plan = plan.clone();
+        let (policies, env, played) = tokio::task::spawn_blocking(move || {
+            let played = play_phase(&mut *env, &policies, phase(&plan), &rollout);
             (policies, env, played)
         })
         .await
-        .map_err(|e| {
-            Error::from(arlas_runtime::Error::Task {
-                what: "the round".into(),
-                reason: e.to_string(),
-            })
-        })?;
-        let (policies, env, played) = joined;
+        .map_err(|e| task_failed("the round", &e))?;
         self.policies = Some(policies);
         self.env = Some(env);
-        let (out, plan) = played?;
-        Ok((plan, out))
+        played
     }
 
     /// Loads `player`'s announced version unless it is already loaded.
@@ -399,32 +466,6 @@ impl Node {
             seconds,
             "policy version loaded"
         );
-        Ok(())
-    }
-
-    /// Loads the assigned members not loaded yet and drops the others.
-    async fn load_members(&mut self, assigned: &[Member]) -> Result<()> {
-        let missing: Vec<Member> = self
-            .policies()?
-            .missing_members(assigned)
-            .into_iter()
-            .cloned()
-            .collect();
-        let evicted = self.policies()?.retain_members(assigned);
-        if !evicted.is_empty() {
-            tracing::debug!(?evicted, "population members no longer assigned; unloaded");
-        }
-        for m in missing {
-            let policy = self.load(&m.checkpoint).await?;
-            self.policies()?.insert_member(
-                m.id.clone(),
-                Loaded {
-                    version: m.attacker_version,
-                    checkpoint: m.checkpoint.clone(),
-                    policy,
-                },
-            );
-        }
         Ok(())
     }
 
@@ -504,6 +545,14 @@ fn gone(what: &str) -> Error {
     arlas_runtime::Error::Task {
         what: what.to_string(),
         reason: "it ended".into(),
+    }
+    .into()
+}
+
+fn task_failed(what: &str, e: &tokio::task::JoinError) -> Error {
+    arlas_runtime::Error::Task {
+        what: what.to_string(),
+        reason: e.to_string(),
     }
     .into()
 }

@@ -57,7 +57,9 @@ pub fn play_round(
     })
 }
 
-fn play_phase(
+/// Plays one phase of a plan (an empty phase is skipped): the attacker phase needs only
+/// the current versions, the agent phase also the population members it names.
+pub fn play_phase(
     env: &mut dyn Environment,
     policies: &impl RoundPolicies,
     phase: &Phase,
