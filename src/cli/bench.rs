@@ -13,6 +13,9 @@ pub enum BenchCommand {
     /// One ARLAS iteration of both players from an imitation-free start: seconds, tokens
     /// sampled, prefilled and trained, peak memory.
     Iteration(super::bench_iteration::IterationBenchArgs),
+    /// A fresh actor joining a run whose population holds N adapter members, with real
+    /// processes: seconds to ready per N, bytes of an adapter version against the base.
+    Join(super::bench_join::JoinBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -21,5 +24,16 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Sample(args) => super::model::bench_sample(args),
         BenchCommand::Train(args) => super::model::bench_train(args),
         BenchCommand::Iteration(args) => super::bench_iteration::run(args),
+        BenchCommand::Join(args) => super::bench_join::run(args),
     }
+}
+
+/// A bench's result: one JSON line with `--json` (for scripts), indented otherwise.
+pub(super) fn print_report(out: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{out}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(out)?);
+    }
+    Ok(())
 }

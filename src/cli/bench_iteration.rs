@@ -138,12 +138,7 @@ pub fn run(args: IterationBenchArgs) -> anyhow::Result<()> {
         "attacker_version": iteration.attacker_version,
         "arlas": env!("CARGO_PKG_VERSION"),
     });
-    if args.json {
-        println!("{out}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    }
-    Ok(())
+    super::bench::print_report(&out, args.json)
 }
 
 /// The process's peak resident memory (`VmHWM` of /proc/self/status), in bytes.

@@ -4,6 +4,7 @@
 pub mod actor;
 pub mod bench;
 pub mod bench_iteration;
+pub mod bench_join;
 pub mod config_reference;
 pub mod coordinator;
 pub mod eval;
