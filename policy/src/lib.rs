@@ -69,7 +69,7 @@ pub use model::Kernels;
 pub use policy::{Policy, tensors_to_safetensors};
 pub use precision::Precision;
 pub use presets::TinyPreset;
-pub use sampling::{Finish, Generation, SamplingParams};
+pub use sampling::{Finish, Generation, SamplingParams, SequenceCache};
 pub use scoring::{ScoreItem, ScoreOutput};
 pub use tokenizer::{PolicyTokenizer, train_tiny_tokenizer};
 pub use train::{GrpoItem, SftItem, StepStats, TrainConfig, Trainer};

@@ -12,7 +12,7 @@ use crate::lora::LoraConfig;
 use crate::model::store::{Fill, WeightStore};
 use crate::model::{Decoder, Kernels, LoraBuilder};
 use crate::precision::Precision;
-use crate::sampling::{self, Generation, SamplingParams, StopRules};
+use crate::sampling::{self, Generation, SamplingParams, SequenceCache, StopRules};
 use crate::scoring::{self, ScoreItem, ScoreOutput};
 use crate::tokenizer::PolicyTokenizer;
 
@@ -251,7 +251,36 @@ impl Policy {
             eos,
             tokenizer: self.tokenizer(),
         };
-        sampling::generate(&self.detached.for_compute()?, &rules, prompts, params)
+        sampling::generate(&self.detached.for_compute()?, &rules, prompts, None, params)
+    }
+
+    /// [`Policy::generate`] continuing each prompt from its cache (one per prompt): only the
+    /// tokens after the prefix a cache shares with its prompt are prefilled, and each cache
+    /// ends holding its prompt and completion (see [`crate::sampling`]).
+    pub fn generate_cached<'p>(
+        &'p self,
+        prompts: &[Vec<u32>],
+        caches: &mut [SequenceCache<'p>],
+        params: &SamplingParams,
+    ) -> Result<Vec<Generation>> {
+        for (i, cache) in caches.iter().enumerate() {
+            cache.check_owner(self, i)?;
+        }
+        caches.iter_mut().for_each(|c| c.bind(self));
+        let rules = StopRules {
+            eos: &self.eos,
+            tokenizer: self.tokenizer(),
+        };
+        let decoder = self.detached.for_compute()?;
+        sampling::generate(&decoder, &rules, prompts, Some(caches), params)
+    }
+
+    /// The caches of `prompts` (every token of each), computed in one batch without
+    /// sampling: a shared prefix to clone into the caches of the rows that continue it.
+    pub fn prefill(&self, prompts: &[Vec<u32>]) -> Result<Vec<SequenceCache<'_>>> {
+        let mut caches = sampling::prefill(&self.detached.for_compute()?, prompts)?;
+        caches.iter_mut().for_each(|c| c.bind(self));
+        Ok(caches)
     }
 
     /// Log-probs (with autograd when trainable) and entropies of the masked tokens, f32.

@@ -5,7 +5,8 @@
 //! `SKIPPED` and pass.
 //!
 //! Tolerances on max |sampled - scored| (every token of three prompts; batched, unbatched,
-//! with and without autograd; the behaviour log-prob convention of sampling.rs):
+//! with and without autograd; and of a four-turn conversation sampled with cache reuse,
+//! scored in one pass; the behaviour log-prob convention of sampling/mod.rs):
 //! - f32, CPU: 1e-4 (measured ~1e-6): the two paths differ only in summation order.
 //! - f32, CUDA: 1e-3: cuBLAS picks different kernels (and split-K reductions) for a decoding
 //!   step's one row and a scoring pass's many, so the orders differ more than on the CPU.
@@ -13,7 +14,8 @@
 //!   relative step of 2^-8) after every matmul, and batched decoding and full-sequence scoring
 //!   group the same sums differently, so they round differently; the differences compound
 //!   through the layers into the logits. Measured on the CPU: the random tiny models 0.011 max,
-//!   0.0008 mean; SmolLM2 (30 layers, logits in the tens) 0.13 max, 0.019 mean, and still 0.10
+//!   0.0008 mean (0.031 / 0.004 with the ~250-token conversations, the same with and without
+//!   cache reuse: longer sequences, more rounding); SmolLM2 (30 layers, logits in the tens) 0.13 max, 0.019 mean, and still 0.10
 //!   / 0.019 with an f32 LM head, so the activations, not the head, carry it. The bounds are
 //!   about 2.5x SmolLM2's: they catch a broken path (a wrong mask, position or cache row moves
 //!   log-probs by whole nats), not rounding, which learners correct with importance ratios
@@ -27,7 +29,9 @@ use arlas_policy::{
     Device, LoraConfig, Policy, Precision, SamplingParams, ScoreItem, SftItem, TrainConfig, Trainer,
 };
 use candle_core::DType;
-use common::{Agreement, demonstrations, policy_on, prompts, sampled_vs_scored, tiny_config};
+use common::{
+    Agreement, chat_vs_scored, demonstrations, policy_on, prompts, sampled_vs_scored, tiny_config,
+};
 
 const F32_CPU: f32 = 1e-4;
 const F32_CUDA: f32 = 1e-3;
@@ -81,10 +85,15 @@ fn agreement(device: &Device, precision: Precision, portable: bool) -> Agreement
             policy.uses_cpu_kernels(),
             device.is_cpu() && precision == Precision::F32 && !portable
         );
-        let a = sampled_vs_scored(&policy, &params());
-        worst.max = worst.max.max(a.max);
-        worst.mean = worst.mean.max(a.mean);
-        worst.tokens += a.tokens;
+        // One batch of prompts, and a conversation continued from its caches turn by turn.
+        for a in [
+            sampled_vs_scored(&policy, &params()),
+            chat_vs_scored(&policy, &params()),
+        ] {
+            worst.max = worst.max.max(a.max);
+            worst.mean = worst.mean.max(a.mean);
+            worst.tokens += a.tokens;
+        }
     }
     eprintln!(
         "{device:?} {precision}{}: max |sampled - scored| = {:.3e}, mean {:.3e} over {} tokens",
