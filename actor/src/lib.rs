@@ -6,6 +6,8 @@
 //!   the ids the policy was fed and sampled are the ids the learner scores;
 //! - [`rollout`]: plays a batch of episodes turn by turn, batching every policy's
 //!   generations across episodes (attacker first, then agent, as the game's turn order);
+//! - [`prefill`]: each episode's KV caches kept between turns, so a turn prefills only its
+//!   new tokens, and the count of what was prefilled;
 //! - [`demos`]: imitation data from scripted players for the warm-up;
 //! - [`eval`]: task and attack success rates against named opponents;
 //! - [`diversity`]: how varied a set of injections is;
@@ -37,6 +39,7 @@ pub mod diversity;
 mod error;
 pub mod eval;
 pub mod node;
+pub mod prefill;
 pub mod rollout;
 pub mod round;
 
@@ -44,4 +47,8 @@ pub use conversation::Conversation;
 pub use diversity::{Diversity, diversity};
 pub use error::{Error, Result};
 pub use eval::{EvalRates, rates};
-pub use rollout::{AgentPlayer, AttackerPlayer, EpisodeJob, Opponent, RolloutConfig, jobs, play};
+pub use prefill::PrefillCount;
+pub use rollout::{
+    AgentPlayer, AttackerPlayer, EpisodeJob, Opponent, Played, RolloutConfig, jobs, play,
+    play_counted,
+};

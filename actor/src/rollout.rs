@@ -10,19 +10,25 @@
 //!
 //! Sampling seeds are derived from the run seed, the batch, the turn and the player, so a
 //! rollout is reproducible given its inputs.
+//!
+//! Each episode keeps each policy player's KV cache between turns (`RolloutConfig::kv_reuse`,
+//! see `prefill.rs`): a turn prefills only what its prompt added, and [`play_counted`]
+//! reports how many prompt tokens each episode prefilled.
 
 use arlas_core::{Segment, Trajectory};
 use arlas_game::play::{episode_seed, player_rng};
 use arlas_game::players::{AgentKind, AttackerKind, ScriptedAgent, ScriptedAttacker};
 use arlas_game::seed::mix_all;
 use arlas_game::{
-    Environment, EpisodeSpec, EpisodeView, GameConfig, GameRng, Outcome, Rewards, TaskRef,
+    Environment, EpisodeSpec, EpisodeView, GameConfig, GameRng, Outcome, PerPlayer, Rewards,
+    TaskRef,
 };
-use arlas_policy::{Policy, SamplingParams};
+use arlas_policy::{Policy, SamplingParams, SequenceCache};
 use serde::{Deserialize, Serialize};
 
 use crate::conversation::{Conversation, single_turn_prompt};
 use crate::error::{Error, Result};
+use crate::prefill::{self, Call, PrefillCount};
 
 /// Both players stop at the end of their action.
 pub const STOP: &str = "</action>";
@@ -160,6 +166,10 @@ pub struct RolloutConfig {
     pub batch_size: usize,
     /// Seed of the scripted players and of every sampling call.
     pub seed: u64,
+    /// Keep each episode's KV cache between turns (and compute a group's common first prompt
+    /// once), so a turn prefills only its new tokens. Off, every turn prefills its whole
+    /// prompt: the same computation up to float rounding, several times slower.
+    pub kv_reuse: bool,
 }
 
 impl Default for RolloutConfig {
@@ -176,17 +186,52 @@ impl Default for RolloutConfig {
             },
             batch_size: 32,
             seed: 0,
+            kv_reuse: true,
         }
     }
 }
 
-/// What the rollout keeps of episode `i` of the environment's batch.
-struct Live {
+/// What the rollout keeps of episode `i` of the environment's batch; `'a` and `'o` borrow
+/// the agent's and the opponents' policies, which its caches belong to.
+struct Live<'a, 'o> {
     rng: GameRng,
+    group: u64,
     conversation: Option<Conversation>,
     attacker: Vec<Segment>,
     injections: Vec<String>,
     truncated: bool,
+    /// The agent's conversation so far, the attacker's last prompt and injection.
+    agent_cache: SequenceCache<'a>,
+    attacker_cache: SequenceCache<'o>,
+    prefill: PerPlayer<PrefillCount>,
+}
+
+impl Live<'_, '_> {
+    /// Frees the caches of an episode that will not be sampled again.
+    fn release(&mut self) {
+        self.agent_cache.clear();
+        self.attacker_cache.clear();
+    }
+}
+
+/// What [`play_counted`] played: the trajectories, in job order, and what each episode's
+/// sampling calls prefilled, per player.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Played {
+    pub trajectories: Vec<Trajectory>,
+    pub prefill: Vec<PerPlayer<PrefillCount>>,
+}
+
+impl Played {
+    /// The prefill of every episode, summed per player.
+    pub fn prefill_total(&self) -> PerPlayer<PrefillCount> {
+        let mut total = PerPlayer::<PrefillCount>::default();
+        for p in &self.prefill {
+            total.agent += p.agent;
+            total.attacker += p.attacker;
+        }
+        total
+    }
 }
 
 fn with_stop(params: &SamplingParams, seed: u64) -> SamplingParams {
@@ -206,6 +251,17 @@ pub fn play(
     jobs: &[EpisodeJob],
     config: &RolloutConfig,
 ) -> Result<Vec<Trajectory>> {
+    Ok(play_counted(env, agent, opponents, jobs, config)?.trajectories)
+}
+
+/// [`play`], also counting the prompt tokens each episode prefilled.
+pub fn play_counted(
+    env: &mut dyn Environment,
+    agent: &mut AgentPlayer<'_>,
+    opponents: &mut [Opponent<'_>],
+    jobs: &[EpisodeJob],
+    config: &RolloutConfig,
+) -> Result<Played> {
     if let Some(job) = jobs.iter().find(|j| j.opponent >= opponents.len()) {
         return Err(Error::UnknownOpponent {
             index: job.opponent,
@@ -213,26 +269,26 @@ pub fn play(
         });
     }
     let batch = config.batch_size.max(1);
-    let mut out = Vec::with_capacity(jobs.len());
+    let mut out = Played::default();
     for (chunk_index, chunk) in jobs.chunks(batch).enumerate() {
         let first = chunk_index * batch;
-        out.extend(play_chunk(env, agent, opponents, chunk, first, config)?);
+        let played = play_chunk(env, agent, opponents, chunk, first, config)?;
+        out.trajectories.extend(played.trajectories);
+        out.prefill.extend(played.prefill);
     }
     Ok(out)
 }
 
-fn play_chunk(
-    env: &mut dyn Environment,
-    agent: &mut AgentPlayer<'_>,
-    opponents: &mut [Opponent<'_>],
+/// The episodes of `chunk`, ready for their first turn.
+fn start_chunk<'a, 'o>(
+    env: &dyn Environment,
+    agent: &AgentPlayer<'a>,
     chunk: &[EpisodeJob],
     first: usize,
     config: &RolloutConfig,
-) -> Result<Vec<Trajectory>> {
-    let tasks: Vec<TaskRef> = chunk.iter().map(|j| j.task.clone()).collect();
-    env.reset(&tasks)?;
+) -> Result<Vec<Live<'a, 'o>>> {
     let mut live = Vec::with_capacity(chunk.len());
-    for i in 0..chunk.len() {
+    for (i, job) in chunk.iter().enumerate() {
         let conversation = match agent {
             AgentPlayer::Policy { policy, .. } => Some(Conversation::new(
                 policy.chat(),
@@ -242,17 +298,40 @@ fn play_chunk(
         };
         live.push(Live {
             rng: player_rng(episode_seed(config.seed, (first + i) as u64)),
+            group: job.group,
             conversation,
             attacker: Vec::new(),
             injections: Vec::new(),
             truncated: false,
+            agent_cache: SequenceCache::new(),
+            attacker_cache: SequenceCache::new(),
+            prefill: PerPlayer::default(),
         });
     }
+    Ok(live)
+}
+
+fn play_chunk<'a, 'o>(
+    env: &mut dyn Environment,
+    agent: &mut AgentPlayer<'a>,
+    opponents: &mut [Opponent<'o>],
+    chunk: &[EpisodeJob],
+    first: usize,
+    config: &RolloutConfig,
+) -> Result<Played> {
+    let tasks: Vec<TaskRef> = chunk.iter().map(|j| j.task.clone()).collect();
+    env.reset(&tasks)?;
+    let mut live = start_chunk(&*env, agent, chunk, first, config)?;
     let mut turn = 0u64;
     loop {
-        let active: Vec<usize> = (0..live.len())
-            .filter(|&i| !env.episode(i).is_done() && !live[i].truncated)
-            .collect();
+        let mut active = Vec::with_capacity(live.len());
+        for (i, l) in live.iter_mut().enumerate() {
+            if env.episode(i).is_done() || l.truncated {
+                l.release();
+            } else {
+                active.push(i);
+            }
+        }
         if active.is_empty() {
             break;
         }
@@ -272,7 +351,8 @@ fn play_chunk(
         act(env, agent, &mut live, &active, config, seed)?;
         turn += 1;
     }
-    Ok(live
+    let prefill = live.iter().map(|l| l.prefill).collect();
+    let trajectories = live
         .into_iter()
         .zip(chunk)
         .enumerate()
@@ -286,14 +366,18 @@ fn play_chunk(
                 config,
             )
         })
-        .collect())
+        .collect();
+    Ok(Played {
+        trajectories,
+        prefill,
+    })
 }
 
 /// This turn's injections of episodes `which`, all handed to the environment at once.
-fn attack(
+fn attack<'o>(
     env: &mut dyn Environment,
-    player: &mut AttackerPlayer<'_>,
-    live: &mut [Live],
+    player: &mut AttackerPlayer<'o>,
+    live: &mut [Live<'_, 'o>],
     which: &[usize],
     config: &RolloutConfig,
     seed: u64,
@@ -318,10 +402,10 @@ fn attack(
 
 /// The attacker LLM's injections, one batched `generate` (an episode whose prompt leaves
 /// no room to write gets none).
-fn policy_injections(
+fn policy_injections<'o>(
     env: &dyn Environment,
-    policy: &Policy,
-    live: &mut [Live],
+    policy: &'o Policy,
+    live: &mut [Live<'_, 'o>],
     which: &[usize],
     config: &RolloutConfig,
     seed: u64,
@@ -347,7 +431,14 @@ fn policy_injections(
         return Ok(injections);
     }
     let params = with_stop(&config.attacker_sampling, seed);
-    let generations = policy.generate(&prompts, &params)?;
+    debug_assert!(sampled.is_sorted(), "episodes in batch order");
+    let episodes = live
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| sampled.binary_search(i).is_ok())
+        .map(|(_, l)| (l.group, &mut l.attacker_cache, &mut l.prefill.attacker))
+        .collect();
+    let generations = sample_episodes(policy, &prompts, &params, episodes, config.kv_reuse)?;
     for ((prompt, generation), &i) in prompts.into_iter().zip(generations).zip(&sampled) {
         let text = policy
             .tokenizer()
@@ -364,10 +455,10 @@ fn policy_injections(
 }
 
 /// The agent's actions in episodes `which`, all handed to the environment at once.
-fn act(
+fn act<'a>(
     env: &mut dyn Environment,
-    agent: &mut AgentPlayer<'_>,
-    live: &mut [Live],
+    agent: &mut AgentPlayer<'a>,
+    live: &mut [Live<'a, '_>],
     which: &[usize],
     config: &RolloutConfig,
     seed: u64,
@@ -393,10 +484,10 @@ fn act(
 
 /// The agent LLM's actions, one batched `generate` over the live conversations (an
 /// episode whose conversation fills the context is truncated instead).
-fn policy_actions(
+fn policy_actions<'a>(
     env: &dyn Environment,
-    policy: &Policy,
-    live: &mut [Live],
+    policy: &'a Policy,
+    live: &mut [Live<'a, '_>],
     which: &[usize],
     config: &RolloutConfig,
     seed: u64,
@@ -414,6 +505,7 @@ fn policy_actions(
         let tokens = conversation.push_user(chat, &message)?;
         if tokens.len() + config.agent_sampling.max_new_tokens > limit {
             l.truncated = true;
+            l.release();
         } else {
             prompts.push(tokens.to_vec());
             sampled.push(i);
@@ -423,7 +515,14 @@ fn policy_actions(
         return Ok(Vec::new());
     }
     let params = with_stop(&config.agent_sampling, seed);
-    let generations = policy.generate(&prompts, &params)?;
+    debug_assert!(sampled.is_sorted(), "episodes in batch order");
+    let episodes = live
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| sampled.binary_search(i).is_ok())
+        .map(|(_, l)| (l.group, &mut l.agent_cache, &mut l.prefill.agent))
+        .collect();
+    let generations = sample_episodes(policy, &prompts, &params, episodes, config.kv_reuse)?;
     let mut actions = Vec::with_capacity(sampled.len());
     for (generation, &i) in generations.into_iter().zip(&sampled) {
         let text = policy
@@ -436,6 +535,45 @@ fn policy_actions(
         actions.push((i, text));
     }
     Ok(actions)
+}
+
+/// One episode of a player's sampling call: its group, its cache for that player and its
+/// prefill count for that player.
+type Sampled<'l, 'p> = (u64, &'l mut SequenceCache<'p>, &'l mut PrefillCount);
+
+/// Samples `prompts` with `policy`, one per episode of `episodes` (in the same order), each
+/// continuing that episode's cache when `reuse` (see prefill.rs); adds what each prompt
+/// prefilled to its episode's count. Callers list the episodes in batch order, as their
+/// prompts are: both follow the batch's list of active episodes, which is increasing.
+fn sample_episodes<'p>(
+    policy: &'p Policy,
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+    mut episodes: Vec<Sampled<'_, 'p>>,
+    reuse: bool,
+) -> Result<Vec<arlas_policy::Generation>> {
+    let groups: Vec<u64> = episodes.iter().map(|e| e.0).collect();
+    let call = Call {
+        prompts,
+        groups: &groups,
+        params,
+    };
+    let mut caches: Vec<SequenceCache<'p>> = if reuse {
+        episodes
+            .iter_mut()
+            .map(|e| std::mem::take(&mut *e.1))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (generations, counts) = prefill::sample(policy, &call, reuse.then_some(&mut caches[..]))?;
+    for (e, count) in episodes.iter_mut().zip(counts) {
+        *e.2 += count;
+    }
+    for (e, cache) in episodes.iter_mut().zip(caches) {
+        *e.1 = cache;
+    }
+    Ok(generations)
 }
 
 fn finish(

@@ -5,10 +5,11 @@
 
 use arlas_actor::demos::{DemoConfig, demonstrations};
 use arlas_actor::rollout::builtin_tasks;
-use arlas_actor::{AgentPlayer, Opponent, RolloutConfig, jobs, play};
+use arlas_actor::{AgentPlayer, Opponent, Played, RolloutConfig, jobs, play, play_counted};
+use arlas_core::Trajectory;
 use arlas_game::BuiltinEnvironment;
 use arlas_game::{CorpusOptions, EpisodeSpec, Split, corpus};
-use arlas_policy::{Policy, TinyPreset, build_tiny};
+use arlas_policy::{ChatFormat, LoadOptions, Policy, TinyPreset, build_tiny};
 
 fn tiny() -> (tempfile::TempDir, Policy) {
     let dir = tempfile::tempdir().unwrap();
@@ -69,6 +70,139 @@ fn trajectories_are_token_exact_and_reproducible() {
             let d = scored_vs_sampled(&policy, std::slice::from_ref(turn));
             assert!(d < 1e-4, "attacker log-probs differ by {d}");
         }
+    }
+}
+
+/// `group_size` rollouts of each of `tasks` train tasks, the policy playing both players,
+/// with `turns` turns and 24 new tokens per action; with or without cache reuse.
+fn play_both(policy: &Policy, tasks: u64, group_size: usize, turns: u32, reuse: bool) -> Played {
+    let mut config = RolloutConfig {
+        batch_size: 8,
+        seed: 5,
+        kv_reuse: reuse,
+        ..RolloutConfig::default()
+    };
+    config.game.max_turns = turns;
+    config.agent_sampling.max_new_tokens = 24;
+    config.attacker_sampling.max_new_tokens = 24;
+    let specs: Vec<EpisodeSpec> = (0..tasks)
+        .map(|k| EpisodeSpec::sample(Split::Train, 40 + k))
+        .collect();
+    let job_list = jobs(&builtin_tasks(&specs), group_size, 0);
+    let mut agent = AgentPlayer::Policy { policy, version: 1 };
+    let mut opponents = vec![Opponent::policy("current", policy, 1)];
+    let mut env = BuiltinEnvironment::new(config.game.clone());
+    play_counted(&mut env, &mut agent, &mut opponents, &job_list, &config).unwrap()
+}
+
+/// Ids of every segment of a trajectory, log-probs aside (those may differ by rounding).
+fn ids(t: &Trajectory) -> Vec<(Vec<u32>, Vec<u32>)> {
+    t.agent
+        .iter()
+        .chain(&t.attacker)
+        .map(|s| (s.prompt.clone(), s.completion.clone()))
+        .collect()
+}
+
+/// Largest |a - b| between the behaviour log-probs of two plays of the same episodes.
+fn logprob_gap(a: &[Trajectory], b: &[Trajectory]) -> f32 {
+    let all = |t: &Trajectory| -> Vec<f32> {
+        t.agent
+            .iter()
+            .chain(&t.attacker)
+            .flat_map(|s| s.logprobs.clone())
+            .collect()
+    };
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| {
+            all(x)
+                .into_iter()
+                .zip(all(y))
+                .map(|(p, q)| (p - q).abs())
+                .collect::<Vec<_>>()
+        })
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn cache_reuse_plays_the_same_episodes_and_prefills_a_fraction_of_the_prompts() {
+    let (_dir, policy) = tiny();
+    // 2 tasks x 3 rollouts, 5 turns; batches of 8 put both groups' rollouts in one chunk.
+    let reused = play_both(&policy, 2, 3, 5, true);
+    let whole = play_both(&policy, 2, 3, 5, false);
+    assert_eq!(reused.trajectories.len(), 6);
+    for (a, b) in reused.trajectories.iter().zip(&whole.trajectories) {
+        assert_eq!(ids(a), ids(b), "same tokens with and without reuse");
+        assert_eq!((a.outcome, a.turns), (b.outcome, b.turns));
+    }
+    let gap = logprob_gap(&reused.trajectories, &whole.trajectories);
+    assert!(gap < 1e-4, "behaviour log-probs differ by {gap}");
+    for t in &reused.trajectories {
+        let d = scored_vs_sampled(&policy, &t.agent);
+        assert!(d < 1e-4, "agent log-probs differ by {d}");
+        // Each attacker turn is a prompt of its own, sampled over the previous one's cache.
+        for segment in &t.attacker {
+            let d = scored_vs_sampled(&policy, std::slice::from_ref(segment));
+            assert!(d < 1e-4, "attacker log-probs differ by {d}");
+        }
+    }
+    // Without reuse every prompt is prefilled whole; with it, each episode's prompts count
+    // the same tokens, of which a fraction is prefilled.
+    for (r, w) in reused.prefill.iter().zip(&whole.prefill) {
+        assert_eq!(w.agent.prefilled, w.agent.prompt);
+        assert_eq!(w.attacker.prefilled, w.attacker.prompt);
+        assert_eq!(
+            (r.agent.prompt, r.attacker.prompt),
+            (w.agent.prompt, w.attacker.prompt)
+        );
+        assert!(r.agent.prefilled < r.agent.prompt);
+    }
+    let (r, w) = (reused.prefill_total(), whole.prefill_total());
+    eprintln!("prefilled over 6 episodes, with / without reuse: {r:?} / {w:?}");
+    assert!(
+        r.agent.prefilled * 3 <= w.agent.prefilled,
+        "agent: {} vs {}",
+        r.agent.prefilled,
+        w.agent.prefilled
+    );
+    assert!(r.attacker.prefilled < w.attacker.prefilled);
+}
+
+#[test]
+fn episodes_truncated_at_the_context_limit_leave_with_their_caches() {
+    let (_dir, tiny) = tiny();
+    // The turn-0 prompts fit, the later ones soon do not: some episodes are truncated.
+    let first = play_both(&tiny, 2, 2, 1, true);
+    let longest = first
+        .trajectories
+        .iter()
+        .map(|t| t.agent[0].prompt.len().max(t.attacker[0].prompt.len()))
+        .max()
+        .unwrap();
+    let mut config = tiny.config().clone();
+    config.max_position_embeddings = longest + 24 + 60;
+    let options = LoadOptions {
+        seed: 5,
+        ..LoadOptions::default()
+    };
+    let short = Policy::random(
+        &config,
+        tiny.tokenizer().clone(),
+        ChatFormat::Tiny,
+        tiny.device(),
+        &options,
+        "tiny-short",
+    )
+    .unwrap();
+    let reused = play_both(&short, 2, 2, 4, true);
+    let whole = play_both(&short, 2, 2, 4, false);
+    assert!(reused.trajectories.iter().any(|t| t.truncated));
+    for (a, b) in reused.trajectories.iter().zip(&whole.trajectories) {
+        assert_eq!(ids(a), ids(b));
+        assert_eq!(a.truncated, b.truncated);
+        let d = scored_vs_sampled(&short, &a.agent);
+        assert!(d < 1e-4, "agent log-probs differ by {d}");
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use arlas_client::CoordinatorClient;
 use arlas_client::learner::{Link, LinkConfig, LinkStatus, link};
 
-use arlas_core::{BlobRef, LeaseId, Member, Player, RunView, Trajectory};
+use arlas_core::{BlobRef, LeaseId, Member, Player, RunView};
 use arlas_game::Environment;
 use arlas_policy::{BasePool, Device, LoadOptions, ModelSpec, Policy};
 use arlas_proto::v1;
@@ -30,8 +30,9 @@ use super::policies::{Loaded, Policies};
 use super::session::{Announced, ViewFeed, follow_run, keep_lease};
 use super::stats::{Rolling, record_episodes};
 use crate::error::{Error, Result};
+use crate::rollout::Played;
 use crate::rollout::RolloutConfig;
-use crate::round::{Phase, RoundOutput, RoundPlan, RoundPlanner, RoundShape, play_phase};
+use crate::round::{Phase, RoundOutput, RoundPlan, RoundPlanner, RoundShape, play_phase_counted};
 
 /// Everything an actor node needs.
 #[derive(Debug, Clone)]
@@ -305,20 +306,17 @@ impl Node {
         // larger population does not delay joining or the first trajectories.
         let _ = self.ready.send(true);
         let (plan, attacker_phase) = self.attacker_phase_loading(&assigned).await?;
-        record_episodes(&mut self.rolling, &attacker_phase);
-        for t in &attacker_phase {
+        record_episodes(&mut self.rolling, &attacker_phase.trajectories);
+        for t in &attacker_phase.trajectories {
             self.link(Player::Attacker).send(v1::Trajectory::from(t));
         }
         self.prune_cache().await;
         let agent_phase = self.play(&plan, |plan| &plan.agent_phase).await?;
-        record_episodes(&mut self.rolling, &agent_phase);
-        for t in &agent_phase {
+        record_episodes(&mut self.rolling, &agent_phase.trajectories);
+        for t in &agent_phase.trajectories {
             self.link(Player::Agent).send(v1::Trajectory::from(t));
         }
-        let out = RoundOutput {
-            attacker_phase,
-            agent_phase,
-        };
+        let out = RoundOutput::from_phases(attacker_phase, agent_phase);
         self.unreported.add(out.match_results());
         if !self.unreported.is_empty() {
             match self
@@ -346,6 +344,10 @@ impl Node {
             agent_version,
             attacker_version,
             opponents = ?plan.agent_phase.opponents,
+            agent_prefilled = out.prefill.agent.prefilled,
+            agent_prompt_tokens = out.prefill.agent.prompt,
+            attacker_prefilled = out.prefill.attacker.prefilled,
+            attacker_prompt_tokens = out.prefill.attacker.prompt,
             "round played"
         );
         Ok((agent_version, attacker_version))
@@ -354,10 +356,7 @@ impl Node {
     /// Plans round `self.rounds` against `assigned` and plays its attacker phase off the
     /// async runtime (the environment and the models block), while the assigned members
     /// not loaded yet are fetched and loaded; then installs them.
-    async fn attacker_phase_loading(
-        &mut self,
-        assigned: &[Member],
-    ) -> Result<(RoundPlan, Vec<Trajectory>)> {
+    async fn attacker_phase_loading(&mut self, assigned: &[Member]) -> Result<(RoundPlan, Played)> {
         let missing: Vec<Member> = self
             .policies()?
             .missing_members(assigned)
@@ -371,7 +370,7 @@ impl Node {
         let ids: Vec<String> = assigned.iter().map(|m| m.id.clone()).collect();
         let phase = tokio::task::spawn_blocking(move || {
             let played = planner.plan(round, &ids, &*env).and_then(|plan| {
-                let t = play_phase(&mut *env, &policies, &plan.attacker_phase, &rollout)?;
+                let t = play_phase_counted(&mut *env, &policies, &plan.attacker_phase, &rollout)?;
                 Ok((plan, t))
             });
             (policies, env, played)
@@ -420,17 +419,13 @@ impl Node {
     }
 
     /// Plays one phase of `plan` off the async runtime.
-    async fn play(
-        &mut self,
-        plan: &RoundPlan,
-        phase: fn(&RoundPlan) -> &Phase,
-    ) -> Result<Vec<Trajectory>> {
+    async fn play(&mut self, plan: &RoundPlan, phase: fn(&RoundPlan) -> &Phase) -> Result<Played> {
         let policies = self.policies.take().ok_or_else(|| gone("the policies"))?;
         let mut env = self.env.take().ok_or_else(|| gone("the environment"))?;
         let rollout = self.config.rollout.clone();
         let plan = plan.clone();
         let (policies, env, played) = tokio::task::spawn_blocking(move || {
-            let played = play_phase(&mut *env, &policies, phase(&plan), &rollout);
+            let played = play_phase_counted(&mut *env, &policies, phase(&plan), &rollout);
             (policies, env, played)
         })
         .await

@@ -6,4 +6,4 @@ pub mod plan;
 pub mod play;
 
 pub use plan::{CURRENT, Phase, RoundPlan, RoundPlanner, RoundShape, label};
-pub use play::{RoundOutput, RoundPolicies, play_phase, play_round};
+pub use play::{RoundOutput, RoundPolicies, play_phase, play_phase_counted, play_round};

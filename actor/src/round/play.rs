@@ -5,12 +5,13 @@
 //! [`Policies`]: crate::node::Policies
 
 use arlas_core::{MatchResult, Player, Trajectory, match_results};
-use arlas_game::Environment;
+use arlas_game::{Environment, PerPlayer};
 use arlas_policy::Policy;
 
 use super::plan::{CURRENT, Phase, RoundPlan};
 use crate::error::{Error, Result};
-use crate::rollout::{AgentPlayer, Opponent, RolloutConfig, play};
+use crate::prefill::PrefillCount;
+use crate::rollout::{AgentPlayer, Opponent, Played, RolloutConfig, play_counted};
 
 /// Where a round finds its policies: the current version of each player and the
 /// population members by id, each with its version.
@@ -26,9 +27,24 @@ pub struct RoundOutput {
     pub attacker_phase: Vec<Trajectory>,
     /// Current agent vs population members: for the agent learner and the payoff matrix.
     pub agent_phase: Vec<Trajectory>,
+    /// Prompt tokens both phases' sampling prefilled, per player (see `prefill.rs`).
+    pub prefill: PerPlayer<PrefillCount>,
 }
 
 impl RoundOutput {
+    /// The round of two played phases, their prefill counts summed per player.
+    pub fn from_phases(attacker_phase: Played, agent_phase: Played) -> Self {
+        let mut prefill = attacker_phase.prefill_total();
+        let more = agent_phase.prefill_total();
+        prefill.agent += more.agent;
+        prefill.attacker += more.attacker;
+        Self {
+            attacker_phase: attacker_phase.trajectories,
+            agent_phase: agent_phase.trajectories,
+            prefill,
+        }
+    }
+
     /// Games and attacker wins per (agent version, population member) of the agent phase:
     /// the payoff matrix's input. Episodes against the current attacker are not results.
     pub fn match_results(&self) -> Vec<MatchResult> {
@@ -51,10 +67,9 @@ pub fn play_round(
     plan: &RoundPlan,
     rollout: &RolloutConfig,
 ) -> Result<RoundOutput> {
-    Ok(RoundOutput {
-        attacker_phase: play_phase(env, policies, &plan.attacker_phase, rollout)?,
-        agent_phase: play_phase(env, policies, &plan.agent_phase, rollout)?,
-    })
+    let attacker_phase = play_phase_counted(env, policies, &plan.attacker_phase, rollout)?;
+    let agent_phase = play_phase_counted(env, policies, &plan.agent_phase, rollout)?;
+    Ok(RoundOutput::from_phases(attacker_phase, agent_phase))
 }
 
 /// Plays one phase of a plan (an empty phase is skipped): the attacker phase needs only
@@ -65,8 +80,18 @@ pub fn play_phase(
     phase: &Phase,
     rollout: &RolloutConfig,
 ) -> Result<Vec<Trajectory>> {
+    Ok(play_phase_counted(env, policies, phase, rollout)?.trajectories)
+}
+
+/// [`play_phase`], also counting the prompt tokens each episode prefilled.
+pub fn play_phase_counted(
+    env: &mut dyn Environment,
+    policies: &impl RoundPolicies,
+    phase: &Phase,
+    rollout: &RolloutConfig,
+) -> Result<Played> {
     if phase.jobs.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Played::default());
     }
     let not_loaded = |what: &'static str, name: &str| Error::NotLoaded {
         what,
@@ -93,7 +118,7 @@ pub fn play_phase(
         seed: phase.seed,
         ..rollout.clone()
     };
-    play(env, &mut player, &mut opponents, &phase.jobs, &config)
+    play_counted(env, &mut player, &mut opponents, &phase.jobs, &config)
 }
 
 #[cfg(test)]
@@ -125,6 +150,7 @@ mod tests {
     #[test]
     fn results_count_games_and_leaks_per_version_and_member() {
         let out = RoundOutput {
+            prefill: PerPlayer::default(),
             attacker_phase: Vec::new(),
             agent_phase: vec![
                 played("m0", 1, Outcome::Leaked),
