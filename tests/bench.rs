@@ -54,7 +54,17 @@ fn bench_iteration_reports_what_one_iteration_cost() {
         assert!(out[key].as_u64().unwrap() > 0, "{key}: {out}");
     }
     assert!(out["trained_tokens"].as_u64().is_some(), "{out}");
-    assert!(out.get("prefilled_tokens").is_some(), "{out}");
+    // Per player, what ran (prompts continued from their KV caches, a group's common prefix
+    // once) and what prefilling every prompt whole would have cost on the same episodes.
+    let mut prefilled = 0;
+    for player in ["agent", "attacker"] {
+        let p = &out["prefill"][player];
+        let ran = p["prefilled_tokens"].as_u64().unwrap();
+        let whole = p["prefilled_tokens_without_reuse"].as_u64().unwrap();
+        assert!(ran > 0 && ran <= whole, "{player}: {out}");
+        prefilled += ran;
+    }
+    assert_eq!(out["prefilled_tokens"], prefilled, "{out}");
 }
 
 #[test]

@@ -9,6 +9,8 @@ use anyhow::Context as _;
 use arlas::pipeline::models::AdapterMode;
 use arlas::pipeline::records::Record;
 use arlas::pipeline::{self, RunDir, RunOptions, Settings};
+use arlas_actor::PrefillCount;
+use arlas_game::PerPlayer;
 use clap::Args;
 use serde_json::json;
 
@@ -132,6 +134,7 @@ pub fn run(args: IterationBenchArgs) -> anyhow::Result<()> {
         "episodes": iteration.episodes,
         "sampled_tokens": iteration.sampled_tokens,
         "prefilled_tokens": iteration.prefilled_tokens,
+        "prefill": prefill_json(iteration.prefill.as_ref()),
         "trained_tokens": trained_tokens,
         "peak_rss_bytes": peak_rss_bytes(),
         "agent_version": iteration.agent_version,
@@ -139,6 +142,24 @@ pub fn run(args: IterationBenchArgs) -> anyhow::Result<()> {
         "arlas": env!("CARGO_PKG_VERSION"),
     });
     super::bench::print_report(&out, args.json)
+}
+
+/// Per player, the prompt tokens prefilled with the KV cache kept between turns (what ran)
+/// and without it (every prompt whole: the same episodes' prompt tokens), and their ratio.
+fn prefill_json(prefill: Option<&PerPlayer<PrefillCount>>) -> serde_json::Value {
+    let Some(p) = prefill else {
+        return serde_json::Value::Null;
+    };
+    let one = |c: &PrefillCount| {
+        #[allow(clippy::cast_precision_loss)] // token counts
+        let saved = (c.prefilled > 0).then(|| c.prompt as f64 / c.prefilled as f64);
+        json!({
+            "prefilled_tokens": c.prefilled,
+            "prefilled_tokens_without_reuse": c.prompt,
+            "reduction": saved,
+        })
+    };
+    json!({ "agent": one(&p.agent), "attacker": one(&p.attacker) })
 }
 
 /// The process's peak resident memory (`VmHWM` of /proc/self/status), in bytes.

@@ -1,8 +1,9 @@
 //! The records of `metrics.jsonl`: one serde-tagged type, written by the pipeline and read
 //! back by resume and the report. The `kind` field names the variant.
 
-use arlas_actor::EvalRates;
 use arlas_actor::eval::EvalReport;
+use arlas_actor::{EvalRates, PrefillCount};
+use arlas_game::PerPlayer;
 use arlas_learner::{GroupStats, Player, StepMeans, UpdateReport};
 use arlas_policy::StepStats;
 use serde::{Deserialize, Serialize};
@@ -116,6 +117,11 @@ pub struct Iteration {
     /// turns saves); `None` in records written before it was counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefilled_tokens: Option<usize>,
+    /// Per player, the prompt tokens its sampling calls prefilled and the prompt tokens they
+    /// held (`prompt`: what prefilling every prompt whole, without the KV cache kept between
+    /// turns, would have prefilled); `None` in records written before it was counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill: Option<PerPlayer<PrefillCount>>,
     pub seconds: f64,
     pub episodes_per_sec: f64,
     /// Rates of the attacker phase (`None` when the attacker is frozen).
