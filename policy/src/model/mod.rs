@@ -10,6 +10,7 @@
 
 mod cache;
 mod decode_attention;
+mod flash_attention;
 mod linear;
 mod masked_softmax;
 pub(crate) mod ops;
@@ -172,11 +173,19 @@ impl Attention {
         let (q, k, v) = (split(q, nh)?, split(k, nkv)?, split(v, nkv)?);
         let q = ops::rope(&q, cos, sin, kernels)?;
         let k = ops::rope(&k, cos, sin, kernels)?;
+        let scale = 1.0 / usize_to_f64(hd).sqrt();
+        if ops.native && cache.is_none() {
+            // Training and scoring on the CPU: one kernel that keeps no (B, heads, T, T)
+            // scores for the backward (flash_attention.rs). Other devices and dtypes keep the
+            // path below.
+            #[allow(clippy::cast_possible_truncation)] // 1/sqrt(hd) is well within f32
+            let out = flash_attention::attention(&q, &k, &v, mask, scale as f32)?;
+            return self.o_proj.forward(&out);
+        }
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, &k, &v)?,
             None => (k, v),
         };
-        let scale = 1.0 / usize_to_f64(hd).sqrt();
         let tk = k.dim(2)?;
         let rep = nh / nkv;
         // Grouped-query attention without copying K/V: query heads j*rep .. j*rep+rep-1 share
@@ -184,7 +193,8 @@ impl Attention {
         let qg = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
         let scores = qg.matmul(&k.t()?)?.reshape((b, nh, t, tk))?;
         let probs = match mask {
-            // One kernel for scale, mask and softmax (f32 on the CPU only).
+            // One kernel for scale, mask and softmax (f32 on the CPU only; here only a prefill
+            // after cached tokens reaches it).
             #[allow(clippy::cast_possible_truncation)] // 1/sqrt(hd) is well within f32
             Some(m) if ops.native => masked_softmax::masked_softmax(&scores, m, scale as f32)?,
             // Elsewhere the primitives, in f32 (the mask is f32): a bf16 softmax over
