@@ -353,3 +353,50 @@ fn large_batches_of_a_small_model_decode_in_groups_with_the_same_samples_on_any_
         assert!(diff <= TOLERANCE, "row {row}: {diff}");
     }
 }
+
+/// Scoring with arlas's CPU kernels (the fused attention of flash_attention.rs with its own
+/// backward among them) gives the log-probs and gradients of the portable candle primitives,
+/// which keep the whole attention matrix; rows of different lengths (right padding), long
+/// enough for several of the kernel's query blocks and key tiles.
+#[test]
+fn cpu_kernels_score_and_differentiate_like_the_portable_primitives() {
+    let mut config = tiny_config(0.1);
+    config.num_hidden_layers = 2;
+    let mut policy = policy_with(&config, true, 4, None);
+    let items: Vec<ScoreItem> = prompts(&policy)
+        .iter()
+        .zip([300, 170, 90])
+        .map(|(p, len)| ScoreItem {
+            tokens: p.iter().copied().cycle().take(len).collect(),
+            mask: (0..len).map(|i| i > 10).collect(),
+        })
+        .collect();
+    let run = |policy: &arlas_policy::Policy| {
+        let out = policy.score(&items).unwrap();
+        let grads = policy.gradients(&out.logprobs.sum_all().unwrap()).unwrap();
+        let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let grads: Vec<(String, Vec<f32>)> =
+            grads.iter().map(|(k, g)| (k.clone(), flat(g))).collect();
+        (flat(&out.logprobs), grads)
+    };
+    assert!(policy.uses_cpu_kernels());
+    let (native_lp, native_grads) = run(&policy);
+    policy.set_cpu_kernels(false);
+    let (portable_lp, portable_grads) = run(&policy);
+    let lp = max_abs_diff(&native_lp, &portable_lp);
+    assert!(lp <= TOLERANCE, "log-probs differ by {lp}");
+    assert_eq!(native_grads.len(), portable_grads.len());
+    let mut worst = 0f32;
+    for ((name, a), (other, b)) in native_grads.iter().zip(&portable_grads) {
+        assert_eq!(name, other);
+        // Relative to the tensor's largest gradient: most sum over hundreds of tokens.
+        let largest = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let diff = max_abs_diff(a, b) / largest.max(1e-6);
+        assert!(
+            diff <= 1e-4,
+            "gradient of {name} differs by {diff} of {largest}"
+        );
+        worst = worst.max(diff);
+    }
+    eprintln!("cpu kernels vs portable: log-probs {lp:e}, gradients {worst:e} (relative)");
+}
