@@ -104,8 +104,12 @@ impl Linear {
             y = y.broadcast_add(b)?;
         }
         if let Some(ad) = &self.adapter {
-            let low = x2.matmul(&ad.a.t()?)?.matmul(&ad.b.t()?)?;
-            y = (y + (low * ad.scale)?)?;
+            // The scale goes on B (rank x out), not on the product (rows x out): autograd
+            // keeps every intermediate until the backward, and a scaled copy of the product
+            // would be one more activation of the layer's full width per token.
+            let b = (ad.b.t()? * ad.scale)?;
+            let low = x2.matmul(&ad.a.t()?)?.matmul(&b)?;
+            y = (y + low)?;
         }
         if dims.len() == 2 {
             // Already `(rows, out)`; for few rows a transposed view, read in place by the
