@@ -48,6 +48,9 @@ pub struct IterationBenchArgs {
     /// Items per GRPO micro-batch (memory vs speed).
     #[arg(long)]
     pub micro_batch: Option<usize>,
+    /// Padded tokens per GRPO micro-batch at most (0 = no cap; default: the run's settings).
+    #[arg(long)]
+    pub micro_batch_tokens: Option<usize>,
     /// Seed of the run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -80,6 +83,10 @@ fn settings(args: &IterationBenchArgs) -> Settings {
     if let Some(m) = args.micro_batch {
         s.agent.train.micro_batch_size = m;
         s.attacker.train.micro_batch_size = m;
+    }
+    if let Some(t) = args.micro_batch_tokens {
+        s.agent.train.micro_batch_tokens = t;
+        s.attacker.train.micro_batch_tokens = t;
     }
     s
 }
@@ -128,6 +135,8 @@ pub fn run(args: IterationBenchArgs) -> anyhow::Result<()> {
         "max_turns": args.max_turns,
         "format_error_penalty": args.format_error_penalty,
         "seed": args.seed,
+        "micro_batch": settings.agent.train.micro_batch_size,
+        "micro_batch_tokens": settings.agent.train.micro_batch_tokens,
         "device": args.device,
         "seconds": iteration.seconds,
         "wall_seconds": wall,

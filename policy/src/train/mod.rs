@@ -67,6 +67,11 @@ pub struct TrainConfig {
     pub max_grad_norm: f64,
     /// Items per forward/backward pass; gradients of a step's micro-batches accumulate.
     pub micro_batch_size: usize,
+    /// Padded tokens per forward/backward pass at most (items x the longest item's length;
+    /// 0 = no cap), so that a micro-batch of long conversations does not hold the activations
+    /// of `micro_batch_size` of them at once: memory follows tokens, not items. An item
+    /// longer than the cap is a micro-batch of its own.
+    pub micro_batch_tokens: usize,
     /// GRPO lower clip bound (ratio floor `1 - clip_low`).
     pub clip_low: f64,
     /// GRPO upper clip bound (ratio ceiling `1 + clip_high`).
@@ -88,6 +93,7 @@ impl Default for TrainConfig {
             eps: 1e-8,
             max_grad_norm: 1.0,
             micro_batch_size: 4,
+            micro_batch_tokens: 0,
             clip_low: 0.1,
             clip_high: 0.3,
             kl_coef: 0.05,
@@ -125,6 +131,24 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// The end of the micro-batch that starts at item `start`: at most `micro_batch_size` items
+/// whose padded size (count x longest) stays within `micro_batch_tokens`, and at least one.
+fn micro_batch_end(start: usize, lengths: &[usize], config: &TrainConfig) -> usize {
+    let cap = match config.micro_batch_tokens {
+        0 => usize::MAX,
+        cap => cap,
+    };
+    let last = (start + config.micro_batch_size.max(1)).min(lengths.len());
+    let mut longest = 0;
+    for (i, &len) in lengths.iter().enumerate().take(last).skip(start) {
+        longest = longest.max(len);
+        if i > start && (i + 1 - start).saturating_mul(longest) > cap {
+            return i;
+        }
+    }
+    last
 }
 
 /// What one step did.
@@ -366,7 +390,7 @@ impl Trainer {
             }))
         };
         'micro_batches: while start < items {
-            let end = (start + self.config.micro_batch_size).min(items);
+            let end = micro_batch_end(start, lengths, &self.config);
             let groups = row_groups::training_groups(
                 self.policy.config(),
                 self.policy.device(),
@@ -495,4 +519,33 @@ impl Trainer {
 #[allow(clippy::cast_precision_loss)] // token counts are far below 2^52
 fn count_f64(n: usize) -> f64 {
     n as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ends(lengths: &[usize], items: usize, tokens: usize) -> Vec<usize> {
+        let config = TrainConfig {
+            micro_batch_size: items,
+            micro_batch_tokens: tokens,
+            ..TrainConfig::default()
+        };
+        let (mut start, mut out) = (0, Vec::new());
+        while start < lengths.len() {
+            start = micro_batch_end(start, lengths, &config);
+            out.push(start);
+        }
+        out
+    }
+
+    #[test]
+    fn micro_batches_respect_both_caps_and_always_advance() {
+        let lengths = [100, 300, 200, 900, 50, 50];
+        assert_eq!(ends(&lengths, 4, 0), [4, 6]);
+        // Padded: 1x100, 2x300 = 600, 3x300 = 900 > 800: cut before the third item.
+        assert_eq!(ends(&lengths, 4, 800), [2, 3, 4, 6]);
+        // Every item alone when the cap is below each of them.
+        assert_eq!(ends(&lengths, 4, 1), [1, 2, 3, 4, 5, 6]);
+    }
 }
