@@ -288,6 +288,12 @@ impl Policy {
         scoring::score(&self.decoder.for_compute()?, items, Kernels::Autograd)
     }
 
+    /// The decoder in the compute dtype over the trainable variables (a graph-building
+    /// forward pass starts from it; see [`Decoder::for_compute`]).
+    pub(crate) fn compute_decoder(&self) -> Result<Decoder> {
+        self.decoder.for_compute()
+    }
+
     /// Like [`Policy::score`] but never builds a graph (reference models, metrics).
     pub fn score_no_grad(&self, items: &[ScoreItem]) -> Result<ScoreOutput> {
         scoring::score(&self.detached.for_compute()?, items, Kernels::Fused)

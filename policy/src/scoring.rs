@@ -119,72 +119,123 @@ pub(crate) fn validate_item(
     Ok(())
 }
 
+/// A batch laid out for one full-sequence pass: right-padded ids, the causal mask, and the
+/// flat rows (into `(B * T, hidden)`) that predict each masked token.
+pub(crate) struct Layout {
+    pub(crate) ids: Tensor,
+    pub(crate) mask: Tensor,
+    batch: usize,
+    width: usize,
+    rows: Vec<u32>,
+    targets: Vec<u32>,
+    spans: Vec<Range<usize>>,
+}
+
+impl Layout {
+    /// Validates `items` against the model and lays them out.
+    pub(crate) fn new(decoder: &Decoder, items: &[ScoreItem]) -> Result<Self> {
+        let config = decoder.config();
+        for (i, item) in items.iter().enumerate() {
+            validate_item(i, item, config.vocab_size, config.max_position_embeddings)?;
+        }
+        let device = decoder.device();
+        let mut spans = Vec::with_capacity(items.len());
+        let mut rows = Vec::new();
+        let mut targets = Vec::new();
+        let width = items.iter().map(|it| it.tokens.len()).max().unwrap_or(0);
+        for (b, item) in items.iter().enumerate() {
+            let start = targets.len();
+            for (i, (&token, &m)) in item.tokens.iter().zip(&item.mask).enumerate() {
+                if m {
+                    rows.push(u32_of(b * width + i - 1));
+                    targets.push(token);
+                }
+            }
+            spans.push(start..targets.len());
+        }
+        let batch = items.len();
+        let mut ids = Vec::with_capacity(batch * width);
+        for item in items {
+            ids.extend_from_slice(&item.tokens);
+            ids.extend(std::iter::repeat_n(0u32, width - item.tokens.len()));
+        }
+        Ok(Self {
+            ids: Tensor::from_vec(ids, (batch, width), device)?,
+            mask: causal_mask(width, device)?,
+            batch,
+            width,
+            rows,
+            targets,
+            spans,
+        })
+    }
+
+    /// Whether no token is masked (nothing to score).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// Positions `0..T`, shared by every row.
+    pub(crate) fn positions(&self) -> Positions {
+        Positions::Range {
+            start: 0,
+            len: self.width,
+        }
+    }
+
+    /// The output of a batch without masked tokens.
+    fn empty(&self, device: &Device) -> Result<ScoreOutput> {
+        let empty = Tensor::zeros(0, candle_core::DType::F32, device)?;
+        Ok(ScoreOutput {
+            logprobs: empty.clone(),
+            entropies: empty,
+            spans: self.spans.clone(),
+        })
+    }
+
+    /// The head of the pass: from the final (normed) hidden states `(B, T, hidden)`, the
+    /// log-probs and entropies of the masked tokens. Only their rows go through the LM head.
+    pub(crate) fn head(&self, decoder: &Decoder, hidden: &Tensor) -> Result<ScoreOutput> {
+        let device = decoder.device();
+        if self.is_empty() {
+            return self.empty(device);
+        }
+        let hidden = hidden.reshape((self.batch * self.width, decoder.config().hidden_size))?;
+        let n = self.targets.len();
+        let rows = Tensor::from_vec(self.rows.clone(), n, device)?;
+        let logits = decoder.logits(&hidden.index_select(&rows, 0)?)?;
+        let (logprobs, entropies) = if decoder.native() {
+            // One kernel with its own backward (no (tokens, vocab) log-softmax kept for it).
+            token_logprobs::token_logprobs(&logits, &self.targets)?
+        } else {
+            let log_probs = ops::log_softmax_last(&logits)?;
+            let targets = Tensor::from_vec(self.targets.clone(), (n, 1), device)?;
+            let logprobs = log_probs.gather(&targets, D::Minus1)?.squeeze(1)?;
+            let detached = log_probs.detach();
+            let entropies = (detached.exp()? * &detached)?.sum(D::Minus1)?.neg()?;
+            (logprobs, entropies)
+        };
+        Ok(ScoreOutput {
+            logprobs,
+            entropies,
+            spans: self.spans.clone(),
+        })
+    }
+}
+
 /// Scores `items` with `decoder` (see the module docs).
 pub(crate) fn score(
     decoder: &Decoder,
     items: &[ScoreItem],
     kernels: Kernels,
 ) -> Result<ScoreOutput> {
-    let config = decoder.config();
-    for (i, item) in items.iter().enumerate() {
-        validate_item(i, item, config.vocab_size, config.max_position_embeddings)?;
+    let layout = Layout::new(decoder, items)?;
+    if layout.is_empty() {
+        return layout.empty(decoder.device());
     }
-    let device = decoder.device().clone();
-    let mut spans = Vec::with_capacity(items.len());
-    let mut rows = Vec::new();
-    let mut targets = Vec::new();
-    let width = items.iter().map(|it| it.tokens.len()).max().unwrap_or(0);
-    for (b, item) in items.iter().enumerate() {
-        let start = targets.len();
-        for (i, (&token, &m)) in item.tokens.iter().zip(&item.mask).enumerate() {
-            if m {
-                rows.push(u32_of(b * width + i - 1));
-                targets.push(token);
-            }
-        }
-        spans.push(start..targets.len());
-    }
-    if targets.is_empty() {
-        let empty = Tensor::zeros(0, candle_core::DType::F32, &device)?;
-        return Ok(ScoreOutput {
-            logprobs: empty.clone(),
-            entropies: empty,
-            spans,
-        });
-    }
-    let batch = items.len();
-    let mut ids = Vec::with_capacity(batch * width);
-    for item in items {
-        ids.extend_from_slice(&item.tokens);
-        ids.extend(std::iter::repeat_n(0u32, width - item.tokens.len()));
-    }
-    let ids = Tensor::from_vec(ids, (batch, width), &device)?;
-    let mask = causal_mask(width, &device)?;
-    let positions = Positions::Range {
-        start: 0,
-        len: width,
-    };
-    let hidden = decoder.hidden(&ids, &positions, Some(&mask), None, kernels)?;
-    let hidden = hidden.reshape((batch * width, config.hidden_size))?;
-    let n = targets.len();
-    let selected = hidden.index_select(&Tensor::from_vec(rows, n, &device)?, 0)?;
-    let logits = decoder.logits(&selected)?;
-    let (logprobs, entropies) = if decoder.native() {
-        // One kernel with its own backward (no (tokens, vocab) log-softmax kept for it).
-        token_logprobs::token_logprobs(&logits, &targets)?
-    } else {
-        let log_probs = ops::log_softmax_last(&logits)?;
-        let targets = Tensor::from_vec(targets, (n, 1), &device)?;
-        let logprobs = log_probs.gather(&targets, D::Minus1)?.squeeze(1)?;
-        let detached = log_probs.detach();
-        let entropies = (detached.exp()? * &detached)?.sum(D::Minus1)?.neg()?;
-        (logprobs, entropies)
-    };
-    Ok(ScoreOutput {
-        logprobs,
-        entropies,
-        spans,
-    })
+    let positions = layout.positions();
+    let hidden = decoder.hidden(&layout.ids, &positions, Some(&layout.mask), None, kernels)?;
+    layout.head(decoder, &hidden)
 }
 
 /// Full next-token log-prob distributions after each context (scoring path, no cache).

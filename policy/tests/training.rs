@@ -283,3 +283,112 @@ fn row_groups_train_like_one_row_at_a_time_and_alike_on_any_thread_count() {
         "the update depends on the thread count"
     );
 }
+
+/// What a checkpointing comparison trains: LoRA or the full model, SFT or GRPO.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    lora: bool,
+    grpo: bool,
+    cpu_kernels: bool,
+}
+
+/// Two steps of `case` with activation checkpointing on or off: each step's stats and the
+/// weights after each step. (Two steps, so that LoRA's A matrices, whose gradient is zero
+/// while B is, get a gradient too.)
+fn checkpointing_run(case: Case, checkpointing: bool) -> Vec<(f64, f64, BTreeWeights)> {
+    let lora = case.lora.then(|| LoraConfig::new(4, 8.0).unwrap());
+    let mut policy = policy_with(&tiny_config(0.05), true, 11, lora);
+    policy.set_cpu_kernels(case.cpu_kernels);
+    // A reference unlike the policy, so that the KL term has a gradient from the start.
+    let reference = tiny_policy(false, 12, 0.05);
+    let settings = TrainConfig {
+        activation_checkpointing: checkpointing,
+        ..config(1e-3)
+    };
+    let mut trainer = Trainer::new(policy, settings).unwrap();
+    let mut items = sampled_items(&trainer, 1.0);
+    for (i, item) in items.iter_mut().enumerate() {
+        // Varied advantages and off-policy behaviour log-probs: some ratios clip.
+        item.advantage = [1.0, -0.5, 2.0, -1.5][i % 4];
+        for (j, lp) in item.behaviour_logprobs.iter_mut().enumerate() {
+            *lp += [0.0, 0.4, -0.4][(i + j) % 3];
+        }
+    }
+    let demos = demonstrations(trainer.policy());
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        let stats = if case.grpo {
+            trainer.grpo_step(&items, Some(&reference)).unwrap()
+        } else {
+            trainer.sft_step(&demos).unwrap()
+        };
+        assert!(!stats.skipped, "{case:?}: {stats:?}");
+        if case.grpo {
+            assert!(stats.kl > 0.0 && stats.clip_fraction > 0.0, "{stats:?}");
+        }
+        out.push((stats.loss, stats.grad_norm, weights(trainer.policy())));
+    }
+    out
+}
+
+type BTreeWeights = std::collections::BTreeMap<String, Vec<f32>>;
+
+/// Checkpointed steps give the whole backward's losses and updated weights.
+fn checkpointing_agrees(case: Case) {
+    let whole = checkpointing_run(case, false);
+    let checkpointed = checkpointing_run(case, true);
+    for (step, ((la, na, wa), (lb, nb, wb))) in whole.iter().zip(&checkpointed).enumerate() {
+        assert!(
+            (la - lb).abs() <= 1e-5 * la.abs().max(1e-3),
+            "{case:?} step {step}: loss {la} vs {lb}"
+        );
+        assert!(
+            (na - nb).abs() <= 1e-4 * na,
+            "{case:?} step {step}: grad norm {na} vs {nb}"
+        );
+        assert_eq!(wa.len(), wb.len());
+        let worst = wa
+            .iter()
+            .map(|(k, v)| common::max_abs_diff(v, &wb[k]))
+            .fold(0.0, f32::max);
+        eprintln!("{case:?} step {step}: loss {la} vs {lb}, max weight diff {worst:e}");
+        assert!(
+            worst < 1e-5,
+            "{case:?} step {step}: max weight diff {worst}"
+        );
+    }
+}
+
+#[test]
+fn activation_checkpointing_gives_the_same_lora_updates() {
+    for grpo in [false, true] {
+        checkpointing_agrees(Case {
+            lora: true,
+            grpo,
+            cpu_kernels: true,
+        });
+    }
+}
+
+#[test]
+fn activation_checkpointing_gives_the_same_full_fine_tuning_updates() {
+    for grpo in [false, true] {
+        checkpointing_agrees(Case {
+            lora: false,
+            grpo,
+            cpu_kernels: true,
+        });
+    }
+}
+
+/// The portable primitives (what a GPU or bf16 runs) recompute as exactly as the CPU kernels.
+#[test]
+fn activation_checkpointing_agrees_on_the_portable_primitives() {
+    for lora in [false, true] {
+        checkpointing_agrees(Case {
+            lora,
+            grpo: true,
+            cpu_kernels: false,
+        });
+    }
+}

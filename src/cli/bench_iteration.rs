@@ -51,6 +51,10 @@ pub struct IterationBenchArgs {
     /// Padded tokens per GRPO micro-batch at most (0 = no cap; default: the run's settings).
     #[arg(long)]
     pub micro_batch_tokens: Option<usize>,
+    /// Recompute each layer in the backward pass instead of keeping its activations
+    /// (true or false; default: the run's settings).
+    #[arg(long)]
+    pub activation_checkpointing: Option<bool>,
     /// Seed of the run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -87,6 +91,10 @@ fn settings(args: &IterationBenchArgs) -> Settings {
     if let Some(t) = args.micro_batch_tokens {
         s.agent.train.micro_batch_tokens = t;
         s.attacker.train.micro_batch_tokens = t;
+    }
+    if let Some(on) = args.activation_checkpointing {
+        s.agent.train.activation_checkpointing = on;
+        s.attacker.train.activation_checkpointing = on;
     }
     s
 }
@@ -137,6 +145,7 @@ pub fn run(args: IterationBenchArgs) -> anyhow::Result<()> {
         "seed": args.seed,
         "micro_batch": settings.agent.train.micro_batch_size,
         "micro_batch_tokens": settings.agent.train.micro_batch_tokens,
+        "activation_checkpointing": settings.agent.train.activation_checkpointing,
         "device": args.device,
         "seconds": iteration.seconds,
         "wall_seconds": wall,

@@ -9,6 +9,7 @@
 //! for one call, through differentiable casts.
 
 mod cache;
+mod checkpointed;
 mod decode_attention;
 mod flash_attention;
 mod linear;
