@@ -19,7 +19,8 @@ pub struct IterationBenchArgs {
     /// Base model of both players: tiny, tiny-20m, smollm2 or a model directory.
     #[arg(long, default_value = "smollm2")]
     pub model: String,
-    /// Start the attacker from this model instead (e.g. tiny, for the mixed setting).
+    /// Start the attacker from this checkpoint or model directory instead (e.g. models/tiny-2m,
+    /// the 2M model `--model tiny` builds, for the mixed setting).
     #[arg(long)]
     pub attacker: Option<String>,
     /// Where models are built and fetched.
