@@ -473,22 +473,7 @@ impl Policy {
                 "a trainable model cannot be a shared base; load the base frozen".to_string(),
             ));
         }
-        let mut policy = Self::assemble(
-            PolicyParts {
-                config: self.config().clone(),
-                weights: self.base_tensors().into_iter().collect(),
-                fill: Fill::Required,
-                chat: self.chat.clone(),
-                source: self.source.clone(),
-                base_id: self.base_id.clone(),
-                lora: Some(lora),
-                trainable,
-                precision: self.precision,
-            },
-            self.device(),
-        )?;
-        policy.set_cpu_kernels(self.decoder.cpu_kernels());
-        Ok(policy)
+        self.over_base(Some(lora), trainable)
     }
 
     /// This policy with its adapters switched off: the base alone, frozen and shared (the
@@ -498,7 +483,17 @@ impl Policy {
         if self.adapter.is_none() {
             return self.frozen_copy();
         }
-        let mut base = Self::assemble(
+        self.over_base(None, false)
+    }
+
+    /// A policy over this one's base tensors (shared, not copied) with `lora` attached or
+    /// none, keeping its chat template, source, base id, precision and kernels.
+    fn over_base(
+        &self,
+        lora: Option<(LoraConfig, HashMap<String, Tensor>, u64)>,
+        trainable: bool,
+    ) -> Result<Self> {
+        let mut policy = Self::assemble(
             PolicyParts {
                 config: self.config().clone(),
                 weights: self.base_tensors().into_iter().collect(),
@@ -506,14 +501,14 @@ impl Policy {
                 chat: self.chat.clone(),
                 source: self.source.clone(),
                 base_id: self.base_id.clone(),
-                lora: None,
-                trainable: false,
+                lora,
+                trainable,
                 precision: self.precision,
             },
             self.device(),
         )?;
-        base.set_cpu_kernels(self.decoder.cpu_kernels());
-        Ok(base)
+        policy.set_cpu_kernels(self.decoder.cpu_kernels());
+        Ok(policy)
     }
 
     /// Whether `other` uses the very same base tensors (shared storage, not equal values).
