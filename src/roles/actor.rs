@@ -203,18 +203,9 @@ pub fn resolve(args: ActorArgs) -> anyhow::Result<Settings> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: ActorArgs,
-    }
 
     fn parse(args: &[&str]) -> ActorArgs {
-        Cli::try_parse_from(std::iter::once("arlas").chain(args.iter().copied()))
-            .unwrap()
-            .args
+        super::super::parse_for_tests(args).unwrap()
     }
 
     #[test]
@@ -273,6 +264,6 @@ mod tests {
         ] {
             assert!(with(bad).is_err(), "{bad:?}");
         }
-        assert!(Cli::try_parse_from(["arlas", "--suites", "bankin"]).is_err());
+        assert!(super::super::parse_for_tests::<ActorArgs>(&["--suites", "bankin"]).is_err());
     }
 }

@@ -133,18 +133,9 @@ pub fn resolve(args: CoordinatorArgs) -> anyhow::Result<Settings> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: CoordinatorArgs,
-    }
 
     fn parse(args: &[&str]) -> CoordinatorArgs {
-        Cli::try_parse_from(std::iter::once("arlas").chain(args.iter().copied()))
-            .unwrap()
-            .args
+        super::super::parse_for_tests(args).unwrap()
     }
 
     #[test]

@@ -255,18 +255,9 @@ pub fn resolve(args: LearnerArgs) -> anyhow::Result<Settings> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: LearnerArgs,
-    }
 
     fn parse(args: &[&str]) -> LearnerArgs {
-        Cli::try_parse_from(std::iter::once("arlas").chain(args.iter().copied()))
-            .unwrap()
-            .args
+        super::super::parse_for_tests(args).unwrap()
     }
 
     #[test]

@@ -7,3 +7,17 @@
 pub mod actor;
 pub mod coordinator;
 pub mod learner;
+
+/// A role's flags parsed as the `arlas` binary would (the roles' settings tests).
+#[cfg(test)]
+fn parse_for_tests<A: clap::Args>(args: &[&str]) -> Result<A, clap::Error> {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli<A: clap::Args> {
+        #[command(flatten)]
+        args: A,
+    }
+
+    Cli::<A>::try_parse_from(std::iter::once("arlas").chain(args.iter().copied())).map(|c| c.args)
+}
