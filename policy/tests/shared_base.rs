@@ -12,7 +12,7 @@ use arlas_policy::{
     read_manifest, save_policy,
 };
 use candle_core::Device;
-use common::{demonstrations, prompts, tiny_policy};
+use common::{chat_vs_scored, demonstrations, prompts, sampled_vs_scored, tiny_policy};
 
 fn adapter_options(pool: &BasePool, trainable: bool) -> LoadOptions {
     LoadOptions {
@@ -87,6 +87,38 @@ fn adapter_policies_share_one_base_and_the_reference_is_the_base() {
     assert_eq!(scores(&snapshot, &scored), at_snapshot);
     // The untrained attacker still equals the base (fresh adapters start at B = 0).
     assert!(max_diff(&scores(&attacker, &scored), &before) < 1e-6);
+}
+
+#[test]
+fn a_trained_adapter_samples_the_log_probs_it_scores() {
+    // Sampling folds each adapter into its weight (W + scale B A) for the call; scoring keeps
+    // them apart. With B moved off zero by training, both must still agree, with and
+    // without the cache carried between turns.
+    let dir = tempfile::tempdir().unwrap();
+    let base_dir = dir.path().join("base");
+    save_policy(&tiny_policy(false, 5, 0.02), &base_dir).unwrap();
+    let spec = ModelSpec::Path(base_dir);
+    let pool = BasePool::new();
+    let agent = Policy::load(&spec, &Device::Cpu, &adapter_options(&pool, true)).unwrap();
+    let items = demonstrations(&agent);
+    let before = scores(&agent, &items);
+    let mut trainer = Trainer::new(agent, train_config()).unwrap();
+    for _ in 0..3 {
+        trainer.sft_step(&items).unwrap();
+    }
+    let trained = trainer.policy();
+    assert!(max_diff(&scores(trained, &items), &before) > 1e-3);
+    let params = arlas_policy::SamplingParams {
+        max_new_tokens: 12,
+        seed: 3,
+        ..arlas_policy::SamplingParams::default()
+    };
+    for agreement in [
+        sampled_vs_scored(trained, &params),
+        chat_vs_scored(trained, &params),
+    ] {
+        assert!(agreement.max <= 1e-4, "{agreement:?}");
+    }
 }
 
 #[test]

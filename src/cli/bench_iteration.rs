@@ -149,6 +149,7 @@ pub fn run(args: IterationBenchArgs) -> anyhow::Result<()> {
         "activation_checkpointing": settings.agent.train.activation_checkpointing,
         "device": args.device,
         "seconds": iteration.seconds,
+        "phase_seconds": iteration.phase_seconds,
         "wall_seconds": wall,
         "episodes": iteration.episodes,
         "sampled_tokens": iteration.sampled_tokens,

@@ -14,7 +14,7 @@ use arlas_learner::Learner;
 use arlas_policy::Policy;
 use rand::SeedableRng;
 
-use super::records::{Eval, Iteration, Record, Stage, Update};
+use super::records::{Eval, Iteration, PhaseSeconds, Record, Stage, Update};
 use super::{Pipeline, evaluation};
 
 /// The pipeline's policies as a round sees them: the learners' live policies and the
@@ -98,6 +98,7 @@ impl Pipeline {
         attacker: &mut Learner,
     ) -> anyhow::Result<()> {
         let started = Instant::now();
+        let mut timing = PhaseSeconds::default();
         let plan = self.plan(i, agent.version())?;
         self.progress.phase(&format!("iteration {i}: rollouts"));
         let out = play_round(
@@ -111,6 +112,7 @@ impl Pipeline {
             &self.settings.rollout,
         )?;
         self.league.add_results(&out.match_results());
+        timing.rollout = started.elapsed().as_secs_f64();
 
         let mut phases = BTreeMap::new();
         for (learner, update_label) in [
@@ -119,12 +121,22 @@ impl Pipeline {
         ] {
             let player = learner.player();
             if self.settings.freeze != Some(player) {
+                let learning = Instant::now();
                 let rates = self.learn(i, learner, &out, plan.seed(update_label))?;
                 phases.insert(player, rates);
+                let seconds = learning.elapsed().as_secs_f64();
+                match player {
+                    Player::Agent => timing.agent_update = seconds,
+                    Player::Attacker => timing.attacker_update = seconds,
+                }
             }
         }
+        let committing = Instant::now();
         self.commit(i, agent, attacker)?;
+        timing.commit = committing.elapsed().as_secs_f64();
+        let evaluating = Instant::now();
         let eval = self.evaluate_iteration(i, agent)?;
+        timing.evaluation = evaluating.elapsed().as_secs_f64();
 
         let episodes = out.attacker_phase.len() + out.agent_phase.len();
         let sampled_tokens = out
@@ -147,6 +159,7 @@ impl Pipeline {
             prefilled_tokens: Some(out.prefill.agent.prefilled + out.prefill.attacker.prefilled),
             prefill: Some(out.prefill),
             seconds,
+            phase_seconds: Some(timing),
             episodes_per_sec,
             attacker_phase: phases.get(&Player::Attacker).copied(),
             agent_phase,

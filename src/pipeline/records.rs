@@ -123,11 +123,29 @@ pub struct Iteration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefill: Option<PerPlayer<PrefillCount>>,
     pub seconds: f64,
+    /// Where `seconds` went; `None` in records written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_seconds: Option<PhaseSeconds>,
     pub episodes_per_sec: f64,
     /// Rates of the attacker phase (`None` when the attacker is frozen).
     pub attacker_phase: Option<EvalRates>,
     /// Rates of the agent phase (`None` when the agent is frozen).
     pub agent_phase: Option<EvalRates>,
+}
+
+/// Wall seconds of an iteration's phases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseSeconds {
+    /// Both rollout phases (sampling both players, playing the game).
+    pub rollout: f64,
+    /// GRPO update of the attacker (0 when it is frozen).
+    pub attacker_update: f64,
+    /// GRPO update of the agent (0 when it is frozen).
+    pub agent_update: f64,
+    /// Checkpoints, the new population member and the payoff matrix.
+    pub commit: f64,
+    /// The held-out evaluation (0 when none was due).
+    pub evaluation: f64,
 }
 
 #[cfg(test)]

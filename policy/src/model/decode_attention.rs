@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use super::vector::{Matrix, dot, exp_f32, f32_storage, max_of, sum_of};
 use crate::error::Result;
+use crate::sampling::MASKED;
 
 /// Most query heads per KV head the kernel takes (Llama-family models use up to 8).
 const MAX_GROUP: usize = 64;
@@ -231,16 +232,27 @@ impl CustomOp2 for Attend<'_> {
                     qkv.read(row, (group * rep + r) * hd, x);
                     rotate_into(q, x, cos, sin, self.scale);
                 }
+                // A row's left padding (masked slots before its first token) contributes
+                // exactly nothing: skip it, so a short row in a batch of long ones reads only
+                // its own keys and values.
                 let mask = &self.step.mask[row * keys..(row + 1) * keys];
+                // (A row masked throughout keeps every slot, as the plain softmax would.)
+                let first = match mask.iter().take_while(|&&m| m <= MASKED).count() {
+                    all if all == keys => 0,
+                    first => first,
+                };
+                let (mask, live) = (&mask[first..], keys - first);
                 let base = (row * kv_heads + group) * cap * hd;
-                let (k, v) = (&k[base..base + keys * hd], &v[base..base + keys * hd]);
+                let span = base + first * hd..base + keys * hd;
+                let (k, v) = (&k[span.clone()], &v[span]);
+                let scores = &mut scores[..rep * live];
                 for (j, (key, m)) in k.chunks_exact(hd).zip(mask).enumerate() {
                     for (r, q) in q.chunks_exact(hd).enumerate() {
-                        scores[r * keys + j] = dot(q, key) + m;
+                        scores[r * live + j] = dot(q, key) + m;
                     }
                 }
                 let mut inv_sums = [0f32; MAX_GROUP];
-                for (scores, inv) in scores.chunks_exact_mut(keys).zip(&mut inv_sums) {
+                for (scores, inv) in scores.chunks_exact_mut(live).zip(&mut inv_sums) {
                     let max = max_of(scores);
                     for s in scores.iter_mut() {
                         *s = exp_f32(*s - max);
@@ -249,7 +261,7 @@ impl CustomOp2 for Attend<'_> {
                 }
                 for (j, value) in v.chunks_exact(hd).enumerate() {
                     for (r, out) in out.chunks_exact_mut(hd).enumerate() {
-                        let p = scores[r * keys + j];
+                        let p = scores[r * live + j];
                         for (o, x) in out.iter_mut().zip(value) {
                             *o += p * x;
                         }
@@ -306,9 +318,11 @@ mod tests {
         let kv =
             Tensor::randn(0f32, 1., (2, b, heads.kv_heads, cap, heads.head_dim), &dev).unwrap();
         let keys = cached + 1;
-        let pads = [0usize, 3, cached];
+        // No padding, some, all but the new slot, and (a row no decoding step makes) none
+        // unmasked.
+        let pads = [0usize, 3, cached, keys];
         let mask = (0..b)
-            .flat_map(|r| (0..keys).map(move |j| if j < pads[r % 3] { -1e9 } else { 0.0 }))
+            .flat_map(|r| (0..keys).map(move |j| if j < pads[r % 4] { -1e9 } else { 0.0 }))
             .collect();
         let angle = |r: usize, i: usize| f32::from(u16::try_from(r * 7 + i).unwrap()) * 0.37;
         let cos = (0..b * half)
@@ -334,7 +348,7 @@ mod tests {
             kv_heads: 2,
             head_dim: 20,
         };
-        let (b, cap, cached) = (3, 17, 10);
+        let (b, cap, cached) = (4, 17, 10);
         let (qkv, kv, step) = setup(heads, b, cap, cached);
         let before = kv.copy().unwrap();
         append_kv(&kv, &qkv, &step, heads).unwrap();

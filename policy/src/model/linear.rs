@@ -1,6 +1,6 @@
 //! A linear layer `y = x W^T + b`, optionally with a LoRA adapter `+ (alpha/r) x A^T B^T`.
 
-use candle_core::{D, Tensor};
+use candle_core::{D, DType, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::error::Result;
@@ -17,6 +17,7 @@ struct Adapter {
 /// A projection with an optional bias and an optional LoRA adapter.
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
+    /// `(out, in)`.
     weight: Tensor,
     bias: Option<Tensor>,
     adapter: Option<Adapter>,
@@ -118,33 +119,67 @@ impl Linear {
         }
         let mut out_dims = dims;
         let last = out_dims.len() - 1;
-        out_dims[last] = self.weight.dim(0)?;
+        out_dims[last] = self.out_dim()?;
         Ok(y.reshape(out_dims)?)
     }
 
-    /// Several projections of the same input as one: weights (and biases) stacked along the
-    /// output dimension, so that one wider matmul replaces several narrow ones (a decoding
-    /// step's matmuls have few rows, and gemm runs a wider one much closer to its peak).
+    /// Several projections of the same input as one, for one sampling call: weights (and
+    /// biases) stacked along the output dimension, so that one wider matmul replaces several
+    /// narrow ones (a decoding step's matmuls have few rows, and gemm runs a wider one much
+    /// closer to its peak), each part's adapter folded in as [`Linear::for_sampling`] does.
     ///
     /// The stacked layer is a copy, detached from the originals: build it for one sampling
-    /// call, never keep it across weight updates. `None` when a part has a LoRA adapter or when
-    /// only some parts have a bias (then the parts are used as they are).
+    /// call, never keep it across weight updates. `None` when only some parts have a bias
+    /// (then the parts are used as they are).
     pub(crate) fn stacked(parts: &[&Self]) -> Result<Option<Self>> {
-        if parts.is_empty() || parts.iter().any(|p| p.adapter.is_some()) {
-            return Ok(None);
-        }
         let biases: Vec<Tensor> = parts.iter().filter_map(|p| p.bias.clone()).collect();
         let bias = match biases.len() {
+            _ if parts.is_empty() => return Ok(None),
             0 => None,
             n if n == parts.len() => Some(Tensor::cat(&biases, 0)?.detach()),
             _ => return Ok(None),
         };
-        let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight).collect();
-        Ok(Some(Self {
-            weight: Tensor::cat(&weights, 0)?.detach(),
+        let weights = parts
+            .iter()
+            .map(|p| p.merged_weight())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Self::sampling_copy(Tensor::cat(&weights, 0)?, bias)))
+    }
+
+    /// A detached copy of this layer for one sampling call with the adapter folded into the
+    /// weight (`W + (alpha/r) B A`, formed in f32 whatever the weight's dtype): a decoding
+    /// step then runs one matmul per projection instead of three. The layer itself (shared,
+    /// not copied) when it has no adapter.
+    pub(crate) fn for_sampling(&self) -> Result<Self> {
+        if self.adapter.is_none() {
+            return Ok(self.clone());
+        }
+        Ok(Self::sampling_copy(
+            self.merged_weight()?,
+            self.bias.as_ref().map(Tensor::detach),
+        ))
+    }
+
+    fn sampling_copy(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self {
+            weight: weight.detach(),
             bias,
             adapter: None,
-        }))
+        }
+    }
+
+    /// `W + (alpha/r) B A` (the weight itself without an adapter), `(out, in)`.
+    fn merged_weight(&self) -> Result<Tensor> {
+        let Some(ad) = &self.adapter else {
+            return Ok(self.weight.clone());
+        };
+        let dtype = self.weight.dtype();
+        let delta = (ad
+            .b
+            .to_dtype(DType::F32)?
+            .matmul(&ad.a.to_dtype(DType::F32)?)?
+            * ad.scale)?;
+        Ok((self.weight.to_dtype(DType::F32)? + delta)?.to_dtype(dtype)?)
     }
 
     /// Output width.

@@ -269,9 +269,21 @@ impl Attention {
     }
 
     fn stacked(&self) -> Result<Self> {
+        let qkv = Linear::stacked(&[&self.q_proj, &self.k_proj, &self.v_proj])?;
+        let merged = |l: &Linear| {
+            if qkv.is_some() {
+                Ok(l.clone())
+            } else {
+                l.for_sampling()
+            }
+        };
         Ok(Self {
-            qkv: Linear::stacked(&[&self.q_proj, &self.k_proj, &self.v_proj])?,
-            ..self.clone()
+            q_proj: merged(&self.q_proj)?,
+            k_proj: merged(&self.k_proj)?,
+            v_proj: merged(&self.v_proj)?,
+            o_proj: self.o_proj.for_sampling()?,
+            qkv,
+            ..*self
         })
     }
 }
@@ -335,6 +347,7 @@ impl Mlp {
     fn stacked(&self) -> Result<Self> {
         Ok(Self {
             gate_up: Linear::stacked(&[&self.gate_proj, &self.up_proj])?,
+            down_proj: self.down_proj.for_sampling()?,
             ..self.clone()
         })
     }
@@ -585,7 +598,9 @@ impl Decoder {
     }
 
     /// A copy for one sampling call with q/k/v and gate/up stacked into single projections
-    /// (see [`Linear::stacked`]): the same function, fewer and wider matmuls. It copies the
+    /// (see [`Linear::stacked`]), every projection copied for sampling
+    /// ([`Linear::for_sampling`]: adapters folded into their weights): the same
+    /// function, fewer and wider matmuls. It copies the
     /// projection weights, so it does not see later in-place updates: build it per call.
     pub(crate) fn stacked(&self) -> Result<Self> {
         Ok(Self {
