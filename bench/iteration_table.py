@@ -6,7 +6,9 @@
 One row per (side, setting): the median over its runs, with the range in brackets when there
 are several. "iteration s" is the iteration's own seconds (the run's metrics record or the
 bench's `seconds`); "process s" and "peak RSS" are the whole process's, model loading included
-(/usr/bin/time). Speed-ups are base over new, medians. Issue 13's goals: >= 5x faster than the
+(/usr/bin/time). "rollout s" is the part of the iteration spent playing both phases (the
+record's `phase_seconds.rollout`; "—" in records from before it was measured). Speed-ups are
+base over new, medians. Issue 13's goals: >= 5x faster than the
 base, and the whole process with both players SmolLM2 at <= 4 GB peak.
 """
 
@@ -39,9 +41,9 @@ def main(paths: list[str]) -> None:
     base = [r for (side, _, _), rs in rows.items() if side == "base" for r in rs]
     base_it = statistics.median(r["seconds"] for r in base) if base else None
     base_proc = statistics.median(r["process_seconds"] for r in base) if base else None
-    print("| build | setting | runs | episodes | sampled tokens | iteration s | process s | peak RSS | "
-          "prefilled tokens | trained tokens | iteration speed-up | process speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| build | setting | runs | episodes | sampled tokens | iteration s | rollout s | process s | "
+          "peak RSS | prefilled tokens | trained tokens | iteration speed-up | process speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (side, setting, commit), rs in rows.items():
         it = [r["seconds"] for r in rs]
         proc = [r["process_seconds"] for r in rs]
@@ -53,8 +55,10 @@ def main(paths: list[str]) -> None:
         prefilled = rs[0].get("prefilled_tokens") or "—"
         trained = rs[0].get("trained_tokens") or "—"
         sampled = rs[0].get("sampled_tokens") or "—"
+        phases = [r["phase_seconds"]["rollout"] for r in rs if r.get("phase_seconds")]
+        rollout = fmt(phases) if phases else "—"
         print(f"| {side} `{commit}` | {setting} | {len(rs)} | {rs[0]['episodes']} | {sampled} | "
-              f"{fmt(it)} | {fmt(proc)} | {fmt(rss, ' GB', GB, 2)} | {prefilled} | {trained} | "
+              f"{fmt(it)} | {rollout} | {fmt(proc)} | {fmt(rss, ' GB', GB, 2)} | {prefilled} | {trained} | "
               f"{speed_it} | {speed_proc} |")
 
 

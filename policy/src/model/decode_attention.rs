@@ -51,6 +51,7 @@ impl Heads {
 
 /// Rotates `x` by the half-width tables (`out[i] = x[i] cos - x[i+h] sin`,
 /// `out[i+h] = x[i+h] cos + x[i] sin`) and multiplies by `scale`.
+#[inline(always)]
 fn rotate_into(out: &mut [f32], x: &[f32], cos: &[f32], sin: &[f32], scale: f32) {
     let half = cos.len();
     let (out1, out2) = out.split_at_mut(half);
@@ -215,66 +216,133 @@ impl CustomOp2 for Attend<'_> {
         let cap = check(self.name(), self.step, self.heads, &qkv, kv_l)?;
         let b = self.step.batch;
         let keys = self.step.cached + 1;
-        let (half, rep) = (hd / 2, heads / kv_heads);
+        let rep = heads / kv_heads;
         let kv = f32_storage(kv_s, self.name(), "cache")?;
         let kv = &kv[kv_l.start_offset()..kv_l.start_offset() + 2 * b * kv_heads * cap * hd];
         let (k, v) = kv.split_at(b * kv_heads * cap * hd);
         let mut out = vec![0f32; b * heads * hd];
+        let task = Task {
+            op: self,
+            qkv,
+            keys_cache: k,
+            values_cache: v,
+            cap,
+            keys,
+        };
+        let run = Task::for_this_cpu();
         // One task per (row, KV head): its `rep` query heads share one pass over the keys and
         // one over the values (the cache is most of the memory traffic).
         out.par_chunks_mut(rep * hd).enumerate().for_each_init(
             || (vec![0f32; hd], vec![0f32; rep * hd], vec![0f32; rep * keys]),
-            |(x, q, scores), (task, out)| {
-                let (row, group) = (task / kv_heads, task % kv_heads);
-                let cos = &self.step.cos[row * half..(row + 1) * half];
-                let sin = &self.step.sin[row * half..(row + 1) * half];
-                for (r, q) in q.chunks_exact_mut(hd).enumerate() {
-                    qkv.read(row, (group * rep + r) * hd, x);
-                    rotate_into(q, x, cos, sin, self.scale);
-                }
-                // A row's left padding (masked slots before its first token) contributes
-                // exactly nothing: skip it, so a short row in a batch of long ones reads only
-                // its own keys and values.
-                let mask = &self.step.mask[row * keys..(row + 1) * keys];
-                // (A row masked throughout keeps every slot, as the plain softmax would.)
-                let first = match mask.iter().take_while(|&&m| m <= MASKED).count() {
-                    all if all == keys => 0,
-                    first => first,
-                };
-                let (mask, live) = (&mask[first..], keys - first);
-                let base = (row * kv_heads + group) * cap * hd;
-                let span = base + first * hd..base + keys * hd;
-                let (k, v) = (&k[span.clone()], &v[span]);
-                let scores = &mut scores[..rep * live];
-                for (j, (key, m)) in k.chunks_exact(hd).zip(mask).enumerate() {
-                    for (r, q) in q.chunks_exact(hd).enumerate() {
-                        scores[r * live + j] = dot(q, key) + m;
-                    }
-                }
-                let mut inv_sums = [0f32; MAX_GROUP];
-                for (scores, inv) in scores.chunks_exact_mut(live).zip(&mut inv_sums) {
-                    let max = max_of(scores);
-                    for s in scores.iter_mut() {
-                        *s = exp_f32(*s - max);
-                    }
-                    *inv = 1.0 / sum_of(scores);
-                }
-                for (j, value) in v.chunks_exact(hd).enumerate() {
-                    for (r, out) in out.chunks_exact_mut(hd).enumerate() {
-                        let p = scores[r * live + j];
-                        for (o, x) in out.iter_mut().zip(value) {
-                            *o += p * x;
-                        }
-                    }
-                }
-                for (out, inv) in out.chunks_exact_mut(hd).zip(inv_sums) {
-                    for o in out {
-                        *o *= inv;
-                    }
-                }
-            },
+            |scratch, (i, out)| run(&task, i, scratch, out),
         );
         Ok((CpuStorage::F32(out), Shape::from((b, heads * hd))))
+    }
+}
+
+/// What every (row, KV head) task of one [`Attend`] call reads.
+struct Task<'a> {
+    op: &'a Attend<'a>,
+    qkv: Matrix<'a>,
+    keys_cache: &'a [f32],
+    values_cache: &'a [f32],
+    cap: usize,
+    keys: usize,
+}
+
+/// A task's scratch: one query head read, the group's rotated queries, their scores.
+type Scratch = (Vec<f32>, Vec<f32>, Vec<f32>);
+
+type RunTask = fn(&Task, usize, &mut Scratch, &mut [f32]);
+
+impl Task<'_> {
+    /// [`Task::run`] compiled for the widest instruction set this CPU has (AVX-512F, AVX2,
+    /// or the baseline). The loops keep the same lanes and the same order of operations in
+    /// every build (no fused multiply-adds), so all three give the same bits.
+    #[allow(unsafe_code)]
+    fn for_this_cpu() -> RunTask {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: only chosen on a CPU with AVX-512F, checked just above.
+                return |t, i, s, o| unsafe { t.run_avx512(i, s, o) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: only chosen on a CPU with AVX2, checked just above.
+                return |t, i, s, o| unsafe { t.run_avx2(i, s, o) };
+            }
+        }
+        |t, i, s, o| t.run(i, s, o)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn run_avx512(&self, task: usize, scratch: &mut Scratch, out: &mut [f32]) {
+        self.run(task, scratch, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn run_avx2(&self, task: usize, scratch: &mut Scratch, out: &mut [f32]) {
+        self.run(task, scratch, out);
+    }
+
+    /// Task `task` = (row, KV head): the group's `rep` query heads' outputs into `out`.
+    #[inline(always)]
+    fn run(&self, task: usize, (x, q, scores): &mut Scratch, out: &mut [f32]) {
+        let step = self.op.step;
+        let Heads {
+            kv_heads,
+            head_dim: hd,
+            ..
+        } = self.op.heads;
+        let (keys, half, rep) = (self.keys, hd / 2, q.len() / hd);
+        let (row, group) = (task / kv_heads, task % kv_heads);
+        let cos = &step.cos[row * half..(row + 1) * half];
+        let sin = &step.sin[row * half..(row + 1) * half];
+        for (r, q) in q.chunks_exact_mut(hd).enumerate() {
+            self.qkv.read(row, (group * rep + r) * hd, x);
+            rotate_into(q, x, cos, sin, self.op.scale);
+        }
+        // A row's left padding (masked slots before its first token) contributes exactly
+        // nothing: skip it, so a short row in a batch of long ones reads only its own keys
+        // and values. (A row masked throughout keeps every slot, as the plain softmax would.)
+        let mask = &step.mask[row * keys..(row + 1) * keys];
+        let first = match mask.iter().take_while(|&&m| m <= MASKED).count() {
+            all if all == keys => 0,
+            first => first,
+        };
+        let (mask, live) = (&mask[first..], keys - first);
+        let base = (row * kv_heads + group) * self.cap * hd;
+        let span = base + first * hd..base + keys * hd;
+        let (k, v) = (&self.keys_cache[span.clone()], &self.values_cache[span]);
+        let scores = &mut scores[..rep * live];
+        for (j, (key, m)) in k.chunks_exact(hd).zip(mask).enumerate() {
+            for (r, q) in q.chunks_exact(hd).enumerate() {
+                scores[r * live + j] = dot(q, key) + m;
+            }
+        }
+        let mut inv_sums = [0f32; MAX_GROUP];
+        for (scores, inv) in scores.chunks_exact_mut(live).zip(&mut inv_sums) {
+            let max = max_of(scores);
+            for s in scores.iter_mut() {
+                *s = exp_f32(*s - max);
+            }
+            *inv = 1.0 / sum_of(scores);
+        }
+        for (j, value) in v.chunks_exact(hd).enumerate() {
+            for (r, out) in out.chunks_exact_mut(hd).enumerate() {
+                let p = scores[r * live + j];
+                for (o, x) in out.iter_mut().zip(value) {
+                    *o += p * x;
+                }
+            }
+        }
+        for (out, inv) in out.chunks_exact_mut(hd).zip(inv_sums) {
+            for o in out {
+                *o *= inv;
+            }
+        }
     }
 }
 

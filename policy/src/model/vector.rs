@@ -50,8 +50,10 @@ pub(crate) fn exp_f32(d: f32) -> f32 {
     }
 }
 
-/// Reductions with eight independent lanes, so that they vectorise.
-#[inline]
+/// Reductions with eight independent lanes, so that they vectorise. Inlined always, so
+/// that a kernel compiled for a wider instruction set (see decode_attention.rs) gets them
+/// in that set.
+#[inline(always)]
 pub(crate) fn max_of(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; 8];
     let chunks = x.chunks_exact(8);
@@ -67,7 +69,7 @@ pub(crate) fn max_of(x: &[f32]) -> f32 {
     acc.iter().fold(tail, |a, &b| a.max(b))
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn sum_of(x: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let chunks = x.chunks_exact(8);
@@ -80,7 +82,7 @@ pub(crate) fn sum_of(x: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -175,7 +177,7 @@ impl<'s> Matrix<'s> {
     }
 
     /// Copies `len` values of row `row` from column `col` into `out`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read(&self, row: usize, col: usize, out: &mut [f32]) {
         let start = self.offset + row * self.row_stride + col * self.col_stride;
         if self.col_stride == 1 {
