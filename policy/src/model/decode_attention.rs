@@ -409,13 +409,18 @@ mod tests {
         (qkv, kv, step)
     }
 
-    #[test]
-    fn matches_the_general_path_with_padding_and_grouped_heads() {
-        let heads = Heads {
+    /// Six query heads over two KV heads.
+    fn grouped(head_dim: usize) -> Heads {
+        Heads {
             heads: 6,
             kv_heads: 2,
-            head_dim: 20,
-        };
+            head_dim,
+        }
+    }
+
+    #[test]
+    fn matches_the_general_path_with_padding_and_grouped_heads() {
+        let heads = grouped(20);
         let (b, cap, cached) = (4, 17, 10);
         let (qkv, kv, step) = setup(heads, b, cap, cached);
         let before = kv.copy().unwrap();
@@ -466,6 +471,49 @@ mod tests {
         let want = reference(&q, &k, &v, &mask, f64::from(scale));
         let diff = max_diff(&got, &want);
         assert!(diff < 1e-5, "max |diff| {diff}");
+    }
+
+    #[test]
+    fn the_build_for_this_cpu_gives_the_baseline_bits() {
+        let heads = grouped(40);
+        let (b, cap, cached) = (4, 90, 70);
+        let (qkv, kv, step) = setup(heads, b, cap, cached);
+        append_kv(&kv, &qkv, &step, heads).unwrap();
+        let got = attend(&qkv, &kv, &step, heads, 0.3).unwrap();
+        // The same tasks run through the baseline build of the loop.
+        let op = Attend {
+            step: &step,
+            heads,
+            scale: 0.3,
+        };
+        let (qkv_s, qkv_l) = qkv.storage_and_layout();
+        let (kv_s, kv_l) = kv.storage_and_layout();
+        let (candle_core::Storage::Cpu(qkv_s), candle_core::Storage::Cpu(kv_s)) = (&*qkv_s, &*kv_s)
+        else {
+            panic!("cpu tensors");
+        };
+        let values = &f32_storage(kv_s, "test", "cache").unwrap()[kv_l.start_offset()..];
+        let (k, v) = values.split_at(b * heads.kv_heads * cap * heads.head_dim);
+        let task = Task {
+            op: &op,
+            qkv: Matrix::new(qkv_s, qkv_l, "test", "qkv").unwrap(),
+            keys_cache: k,
+            values_cache: v,
+            cap,
+            keys: cached + 1,
+        };
+        let (hd, rep) = (heads.head_dim, heads.heads / heads.kv_heads);
+        let mut want = vec![0f32; b * heads.heads * hd];
+        let mut scratch = (
+            vec![0f32; hd],
+            vec![0f32; rep * hd],
+            vec![0f32; rep * (cached + 1)],
+        );
+        for (i, out) in want.chunks_exact_mut(rep * hd).enumerate() {
+            task.run(i, &mut scratch, out);
+        }
+        let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(got, want);
     }
 
     #[test]
