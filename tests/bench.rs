@@ -65,6 +65,24 @@ fn bench_iteration_reports_what_one_iteration_cost() {
         prefilled += ran;
     }
     assert_eq!(out["prefilled_tokens"], prefilled, "{out}");
+    // Where the iteration's seconds went: the phases add up to at most the whole.
+    let phases = &out["phase_seconds"];
+    let mut parts = 0.0;
+    for phase in [
+        "rollout",
+        "attacker_update",
+        "agent_update",
+        "commit",
+        "evaluation",
+    ] {
+        let s = phases[phase]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{phase}: {out}"));
+        assert!(s >= 0.0, "{phase}: {out}");
+        parts += s;
+    }
+    assert!(phases["rollout"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(parts <= out["seconds"].as_f64().unwrap(), "{out}");
 }
 
 #[test]
