@@ -14,10 +14,11 @@ base, and the whole process with both players SmolLM2 at <= 4 GB peak.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from collections import defaultdict
+
+from records import records
 
 GB = 1e9
 
@@ -32,12 +33,8 @@ def fmt(values: list[float], unit: str = "", scale: float = 1.0, digits: int = 1
 
 def main(paths: list[str]) -> None:
     rows: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    for path in paths:
-        with open(path) as f:
-            for line in f:
-                if line.strip():
-                    r = json.loads(line)
-                    rows[(r["side"], r["setting"], r["commit"])].append(r)
+    for r in records(paths):
+        rows[(r["side"], r["setting"], r["commit"])].append(r)
     base = [r for (side, _, _), rs in rows.items() if side == "base" for r in rs]
     base_it = statistics.median(r["seconds"] for r in base) if base else None
     base_proc = statistics.median(r["process_seconds"] for r in base) if base else None
