@@ -63,7 +63,7 @@ fn default_candle_threads() {
 }
 
 /// Candle asks for its thread count at every matrix product, and without
-/// `RAYON_NUM_THREADS` it finds it by reading `/proc/cpuinfo`: 22,000 reads in a one-episode
+/// `RAYON_NUM_THREADS` it finds it by reading `/proc/cpuinfo`: 22,000 reads in a 4-episode
 /// iteration, ~3% of a SmolLM2 rollout's time spent formatting that file. Unless the user
 /// chose, the count candle would find (physical cores, or the CPU mask) is fixed once here.
 #[allow(unsafe_code)]

@@ -598,9 +598,8 @@ impl Decoder {
     }
 
     /// A copy for one sampling call with q/k/v and gate/up stacked into single projections
-    /// (see [`Linear::stacked`]), every projection copied for sampling
-    /// ([`Linear::for_sampling`]: adapters folded into their weights): the same
-    /// function, fewer and wider matmuls. It copies the
+    /// (see [`Linear::stacked`]) and every adapter folded into its weight
+    /// ([`Linear::for_sampling`]): the same function, fewer and wider matmuls. It copies the
     /// projection weights, so it does not see later in-place updates: build it per call.
     pub(crate) fn stacked(&self) -> Result<Self> {
         Ok(Self {
