@@ -1,8 +1,11 @@
 //! A linear layer `y = x W^T + b`, optionally with a LoRA adapter `+ (alpha/r) x A^T B^T`.
 
+use std::sync::Arc;
+
 use candle_core::{D, DType, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use super::packed::Packed;
 use crate::error::Result;
 use crate::lora::LoraConfig;
 
@@ -21,6 +24,8 @@ pub(crate) struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
     adapter: Option<Adapter>,
+    /// The weight packed for few-row products (sampling copies on the CPU, see packed.rs).
+    packed: Option<Arc<Packed>>,
 }
 
 /// The LoRA side of model construction: a builder over the adapter store and its settings.
@@ -91,6 +96,7 @@ impl Linear {
             weight,
             bias,
             adapter,
+            packed: None,
         })
     }
 
@@ -100,7 +106,10 @@ impl Linear {
         let in_dim = x.dim(D::Minus1)?;
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, in_dim))?;
-        let mut y = weight_matmul(&self.weight, &x2)?;
+        let mut y = match &self.packed {
+            Some(p) if rows <= FEW_ROWS && x2.dtype() == DType::F32 => p.matmul(&x2)?,
+            _ => weight_matmul(&self.weight, &x2)?,
+        };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
@@ -131,7 +140,7 @@ impl Linear {
     /// The stacked layer is a copy, detached from the originals: build it for one sampling
     /// call, never keep it across weight updates. `None` when only some parts have a bias
     /// (then the parts are used as they are).
-    pub(crate) fn stacked(parts: &[&Self]) -> Result<Option<Self>> {
+    pub(crate) fn stacked(parts: &[&Self], pack: bool) -> Result<Option<Self>> {
         let biases: Vec<Tensor> = parts.iter().filter_map(|p| p.bias.clone()).collect();
         let bias = match biases.len() {
             _ if parts.is_empty() => return Ok(None),
@@ -143,29 +152,45 @@ impl Linear {
             .iter()
             .map(|p| p.merged_weight())
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some(Self::sampling_copy(Tensor::cat(&weights, 0)?, bias)))
+        Ok(Some(Self::sampling_copy(
+            Tensor::cat(&weights, 0)?,
+            bias,
+            pack,
+        )?))
     }
 
     /// A detached copy of this layer for one sampling call with the adapter folded into the
     /// weight (`W + (alpha/r) B A`, formed in f32 whatever the weight's dtype): a decoding
     /// step then runs one matmul per projection instead of three. The layer itself (shared,
-    /// not copied) when it has no adapter.
-    pub(crate) fn for_sampling(&self) -> Result<Self> {
+    /// not copied) when it has no adapter. Either way, with `pack`, the weight is also packed
+    /// for few-row products where the CPU has a kernel for them (see packed.rs).
+    pub(crate) fn for_sampling(&self, pack: bool) -> Result<Self> {
         if self.adapter.is_none() {
-            return Ok(self.clone());
+            return Ok(Self {
+                packed: Self::pack(&self.weight, pack)?,
+                ..self.clone()
+            });
         }
-        Ok(Self::sampling_copy(
+        Self::sampling_copy(
             self.merged_weight()?,
             self.bias.as_ref().map(Tensor::detach),
-        ))
+            pack,
+        )
     }
 
-    fn sampling_copy(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self {
-            weight: weight.detach(),
+    /// `weight` packed for few-row products, when asked and this CPU has a kernel for them.
+    fn pack(weight: &Tensor, pack: bool) -> Result<Option<Arc<Packed>>> {
+        if pack { Packed::new(weight) } else { Ok(None) }
+    }
+
+    fn sampling_copy(weight: Tensor, bias: Option<Tensor>, pack: bool) -> Result<Self> {
+        let weight = weight.detach();
+        Ok(Self {
+            packed: Self::pack(&weight, pack)?,
+            weight,
             bias,
             adapter: None,
-        }
+        })
     }
 
     /// `W + (alpha/r) B A` (the weight itself without an adapter), `(out, in)`.
@@ -200,6 +225,7 @@ impl Linear {
                 }),
                 None => None,
             },
+            packed: None,
         })
     }
 }
@@ -210,7 +236,7 @@ fn usize_to_f64(n: usize) -> f64 {
 }
 
 /// Up to this many rows, `x W^T` is computed as `(W x^T)^T`.
-const FEW_ROWS: usize = 64;
+pub(crate) const FEW_ROWS: usize = 64;
 
 /// `x W^T` for `x` of shape `(N, in)` and `W` of shape `(out, in)`.
 ///

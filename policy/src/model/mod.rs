@@ -15,6 +15,7 @@ mod flash_attention;
 mod linear;
 mod masked_softmax;
 pub(crate) mod ops;
+mod packed;
 mod rms_norm;
 mod rope;
 pub(crate) mod store;
@@ -36,7 +37,9 @@ use candle_nn::{Init, VarBuilder};
 use crate::config::LlamaConfig;
 use crate::error::{Error, Result};
 use linear::Linear;
+use packed::Packed;
 use rope::RopeTables;
+use std::sync::Arc;
 
 /// What a forward pass attends with: the rotary tables and mask of a full pass, or the
 /// host-side inputs of one decoding step's fused kernels.
@@ -87,6 +90,8 @@ pub(crate) struct Decoder {
     layers: Vec<Block>,
     norm: Tensor,
     lm_head: Tensor,
+    /// The head packed for few-row products (sampling copies on the CPU, see packed.rs).
+    lm_head_packed: Option<Arc<Packed>>,
     rope: RopeTables,
     device: Device,
     /// The dtype forward passes compute in (see [`Decoder::for_compute`]).
@@ -268,20 +273,20 @@ impl Attention {
         })
     }
 
-    fn stacked(&self) -> Result<Self> {
-        let qkv = Linear::stacked(&[&self.q_proj, &self.k_proj, &self.v_proj])?;
+    fn stacked(&self, pack: bool) -> Result<Self> {
+        let qkv = Linear::stacked(&[&self.q_proj, &self.k_proj, &self.v_proj], pack)?;
         let merged = |l: &Linear| {
             if qkv.is_some() {
                 Ok(l.clone())
             } else {
-                l.for_sampling()
+                l.for_sampling(pack)
             }
         };
         Ok(Self {
             q_proj: merged(&self.q_proj)?,
             k_proj: merged(&self.k_proj)?,
             v_proj: merged(&self.v_proj)?,
-            o_proj: self.o_proj.for_sampling()?,
+            o_proj: self.o_proj.for_sampling(pack)?,
             qkv,
             ..*self
         })
@@ -344,10 +349,10 @@ impl Mlp {
         })
     }
 
-    fn stacked(&self) -> Result<Self> {
+    fn stacked(&self, pack: bool) -> Result<Self> {
         Ok(Self {
-            gate_up: Linear::stacked(&[&self.gate_proj, &self.up_proj])?,
-            down_proj: self.down_proj.for_sampling()?,
+            gate_up: Linear::stacked(&[&self.gate_proj, &self.up_proj], pack)?,
+            down_proj: self.down_proj.for_sampling(pack)?,
             ..self.clone()
         })
     }
@@ -393,10 +398,10 @@ impl Block {
         Ok((&h + self.mlp.forward(&normed, ops)?)?)
     }
 
-    fn stacked(&self) -> Result<Self> {
+    fn stacked(&self, pack: bool) -> Result<Self> {
         Ok(Self {
-            self_attn: self.self_attn.stacked()?,
-            mlp: self.mlp.stacked()?,
+            self_attn: self.self_attn.stacked(pack)?,
+            mlp: self.mlp.stacked(pack)?,
             ..self.clone()
         })
     }
@@ -459,6 +464,7 @@ impl Decoder {
             layers,
             norm,
             lm_head,
+            lm_head_packed: None,
             rope: RopeTables::new(config, device)?,
             device: device.clone(),
             dtype,
@@ -594,6 +600,13 @@ impl Decoder {
     /// from the bf16 activations of the layers, not from rounding the logits; not worth an f32
     /// product per step.
     pub(crate) fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        if let Some(p) = &self.lm_head_packed
+            && hidden.dtype() == DType::F32
+            && hidden.rank() == 2
+            && hidden.dim(0)? <= linear::FEW_ROWS
+        {
+            return p.matmul(hidden);
+        }
         Ok(linear::weight_matmul(&self.lm_head, hidden)?.to_dtype(DType::F32)?)
     }
 
@@ -602,12 +615,19 @@ impl Decoder {
     /// ([`Linear::for_sampling`]): the same function, fewer and wider matmuls. It copies the
     /// projection weights, so it does not see later in-place updates: build it per call.
     pub(crate) fn stacked(&self) -> Result<Self> {
+        // Few-row products against packed weights are one of arlas's CPU kernels.
+        let pack = self.native();
         Ok(Self {
             layers: self
                 .layers
                 .iter()
-                .map(Block::stacked)
+                .map(|b| b.stacked(pack))
                 .collect::<Result<Vec<_>>>()?,
+            lm_head_packed: if pack {
+                Packed::new(&self.lm_head)?
+            } else {
+                None
+            },
             ..self.clone()
         })
     }
@@ -646,6 +666,7 @@ impl Decoder {
                 .collect::<Result<Vec<_>>>()?,
             norm: f(&self.norm)?,
             lm_head,
+            lm_head_packed: None,
             rope: self.rope.clone(),
             device: self.device.clone(),
             dtype: self.dtype,
