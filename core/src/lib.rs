@@ -6,6 +6,7 @@
 //! - [`version`]: policy versions, checkpoint blobs, population members, publishing;
 //! - [`registry`]: roles, registrations, leases and the [`RunView`] every participant sees;
 //! - [`results`]: match results, the payoff matrix's input;
+//! - [`stats`]: rates with their intervals, paired differences of two agents;
 //! - [`ids`]: blob and lease ids that can never name a path;
 //! - [`archive`]: a checkpoint directory as one blob; [`content`]: content hashes;
 //! - [`wire`]: the one conversion between `arlas.v1` messages and these values, where all
@@ -36,12 +37,13 @@ mod error;
 pub mod ids;
 pub mod registry;
 pub mod results;
+pub mod stats;
 pub mod trajectory;
 pub mod version;
 pub mod wire;
 
 pub use arlas_game::{PerPlayer, Player};
-pub use content::{ContentHash, hash_dir, hash_file};
+pub use content::{ContentHash, hash_dir, hash_file, hash_weights};
 pub use error::{Error, Result};
 pub use ids::{BlobId, LeaseId};
 pub use registry::{LearnerInfo, LearnerStatus, Lease, Registration, Role, RunView};
