@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use crate::pipeline::evaluate_agent;
 use crate::pipeline::models::Models;
 use anyhow::Context as _;
+use arlas_actor::eval::{Comparison, EvalReport, compare};
 use arlas_actor::{Diversity, EvalRates};
 use arlas_actor::{Opponent, RolloutConfig, diversity};
 use arlas_coordinator::Population;
+use arlas_core::stats::Proportion;
 use arlas_game::players::AttackerKind;
 use arlas_game::{BuiltinEnvironment, Environment, Split, play::episode_seed};
 use arlas_policy::Policy;
@@ -61,6 +63,12 @@ pub struct EvalArgs {
     /// injections, the agent's actions as it wrote them, outcome — to see what it does.
     #[arg(long)]
     pub transcripts: Option<PathBuf>,
+    /// A second agent (checkpoint or model directory, or a --model value), e.g. the warm-up
+    /// agent RUN/agent/warmup: played on the same episodes, against the same attackers,
+    /// with the same seeds; the report adds the paired difference of each rate (agent minus
+    /// baseline) with its 95% interval and an exact McNemar p-value.
+    #[arg(long)]
+    pub baseline: Option<String>,
 }
 
 /// Episodes per attacker unless `--episodes` says otherwise.
@@ -84,6 +92,7 @@ impl EvalArgs {
             models_dir: PathBuf::from("models"),
             device: "cpu".to_string(),
             transcripts: None,
+            baseline: None,
         }
     }
 }
@@ -122,20 +131,24 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
         learned.push((format!("attacker:{}", dir.display()), policy, 0));
     }
 
-    let mut opponents = Vec::new();
-    if !args.no_templates {
-        opponents.push(Opponent::templates()?);
-    }
-    for path in &args.attacks {
-        let kind = AttackerKind::File(path.clone());
-        opponents.push(
-            Opponent::scripted(&kind)
-                .with_context(|| format!("cannot load the attack file {}", path.display()))?,
-        );
-    }
-    for (name, policy, version) in &learned {
-        opponents.push(Opponent::policy(name.clone(), policy, *version));
-    }
+    // Built afresh for each agent, so that both meet the same attackers in the same state.
+    let opponents = || -> anyhow::Result<Vec<Opponent<'_>>> {
+        let mut opponents = Vec::new();
+        if !args.no_templates {
+            opponents.push(Opponent::templates()?);
+        }
+        for path in &args.attacks {
+            let kind = AttackerKind::File(path.clone());
+            opponents.push(
+                Opponent::scripted(&kind)
+                    .with_context(|| format!("cannot load the attack file {}", path.display()))?,
+            );
+        }
+        for (name, policy, version) in &learned {
+            opponents.push(Opponent::policy(name.clone(), policy, *version));
+        }
+        Ok(opponents)
+    };
 
     let mut config = RolloutConfig {
         seed: args.seed,
@@ -150,10 +163,23 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
     let tasks = (0..args.episodes)
         .map(|k| env.sample(args.split, episode_seed(args.seed, k as u64)))
         .collect::<Result<Vec<_>, _>>()?;
-    let (report, attacked) = evaluate_agent(&mut env, &agent, 0, &mut opponents, &tasks, &config)?;
+    let played = evaluate_agent(&mut env, &agent, 0, &mut opponents()?, &tasks, &config)?;
     if let Some(path) = &args.transcripts {
-        write_transcripts(path, &agent, &attacked)?;
+        write_transcripts(path, &agent, &played.attacked)?;
     }
+    let baseline = match &args.baseline {
+        Some(spec) => {
+            let policy = load(spec, &models).with_context(|| format!("--baseline {spec}"))?;
+            let theirs = evaluate_agent(&mut env, &policy, 0, &mut opponents()?, &tasks, &config)?;
+            Some(BaselineEval {
+                agent: spec.clone(),
+                paired: compare(&played, &theirs)?,
+                report: theirs.report,
+            })
+        }
+        None => None,
+    };
+    let (report, attacked) = (played.report, played.attacked);
     // Each attacker's rates and the diversity of what it wrote.
     let by_attacker = report
         .by_attacker
@@ -180,8 +206,12 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
         task_success_rate: report.task_success_rate,
         task_success_rate_under_attack: report.task_success_rate_under_attack,
         attack_success_rate: report.attack_success_rate,
+        task_success: report.no_attack.task_success,
+        task_success_under_attack: report.task_success_under_attack,
+        attack_success: report.attack_success,
         no_attack: report.no_attack,
         by_attacker,
+        baseline,
     })
 }
 
@@ -196,8 +226,23 @@ pub struct EvalOutput {
     pub task_success_rate: f64,
     pub task_success_rate_under_attack: f64,
     pub attack_success_rate: f64,
+    /// The three rates above as counts with their 95% Wilson intervals.
+    pub task_success: Proportion,
+    pub task_success_under_attack: Proportion,
+    pub attack_success: Proportion,
     pub no_attack: EvalRates,
     pub by_attacker: BTreeMap<String, AttackerEval>,
+    /// With `--baseline`: the baseline's own report and the paired differences.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineEval>,
+}
+
+/// The baseline agent on the same episodes, and this agent minus the baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineEval {
+    pub agent: String,
+    pub report: EvalReport,
+    pub paired: Comparison,
 }
 
 /// One attacker's rates and how varied its injections were.

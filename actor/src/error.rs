@@ -10,6 +10,10 @@ pub enum Error {
     #[error("episode job names opponent {index} but only {count} opponents were given")]
     UnknownOpponent { index: usize, count: usize },
     #[error(
+        "the two evaluations cannot be paired ({0}): play both agents on the same tasks, seed and opponents"
+    )]
+    Unpaired(String),
+    #[error(
         "scripted agents (expert, naive, random) play the built-in suites only, not environment {environment}; play a policy agent"
     )]
     ScriptedAgent { environment: String },

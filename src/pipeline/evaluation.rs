@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use arlas_actor::eval::{EvalReport, evaluate};
+use arlas_actor::eval::{Comparison, EvalReport, Evaluation, compare, evaluate};
 use arlas_actor::{AgentPlayer, Diversity, Opponent, RolloutConfig, diversity};
 use arlas_coordinator::League;
 use arlas_game::{Environment, Split, TaskRef, play::episode_seed};
@@ -50,7 +50,7 @@ impl EvalSet {
         agent: &Policy,
         version: u64,
         opponents: &mut Vec<Opponent<'_>>,
-    ) -> anyhow::Result<(EvalReport, Vec<arlas_core::Trajectory>)> {
+    ) -> anyhow::Result<Evaluation> {
         evaluate_agent(
             &mut *self.env,
             agent,
@@ -70,7 +70,7 @@ pub fn evaluate_agent(
     opponents: &mut Vec<Opponent<'_>>,
     tasks: &[TaskRef],
     config: &RolloutConfig,
-) -> anyhow::Result<(EvalReport, Vec<arlas_core::Trajectory>)> {
+) -> anyhow::Result<Evaluation> {
     let mut player = AgentPlayer::Policy {
         policy: agent,
         version,
@@ -89,7 +89,7 @@ pub(super) fn quick(
     if let Some((policy, id)) = learned {
         opponents.push(Opponent::policy(id, policy, 0));
     }
-    Ok(eval.run(agent, version, &mut opponents)?.0)
+    Ok(eval.run(agent, version, &mut opponents)?.report)
 }
 
 /// One row of the before/after table.
@@ -108,6 +108,8 @@ pub struct FinalEvaluation {
     /// The trained agent.
     #[serde(rename = "final")]
     pub trained: EvalReport,
+    /// The trained agent minus the warm-up agent, paired on the same episodes.
+    pub paired: Comparison,
     /// Injection diversity: `templates`, and `learned` (the population's attackers).
     pub diversity: BTreeMap<String, Diversity>,
     pub table: Vec<Row>,
@@ -181,8 +183,10 @@ pub(super) fn final_evaluation(
         .models
         .load_dir(&p.dir.checkpoint("agent", "warmup"), false)?;
     let build = || opponents_for(&p.members, &p.league, &members);
-    let (warmup, _) = p.eval.run(&warmup_agent, 0, &mut build()?)?;
-    let (trained_report, attacked) = p.eval.run(trained, trained_version, &mut build()?)?;
+    let before = p.eval.run(&warmup_agent, 0, &mut build()?)?;
+    let after = p.eval.run(trained, trained_version, &mut build()?)?;
+    let paired = compare(&after, &before)?;
+    let (warmup, trained_report, attacked) = (before.report, after.report, after.attacked);
 
     let mut by_source: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for t in &attacked {
@@ -232,6 +236,7 @@ pub(super) fn final_evaluation(
     Ok(FinalEvaluation {
         warmup,
         trained: trained_report,
+        paired,
         diversity,
         table: rows,
     })

@@ -171,14 +171,7 @@ mod tests {
             .unwrap_or(Record::Eval(Eval {
                 iteration: 9,
                 stage: Stage::Warmup,
-                report: EvalReport {
-                    episodes: 0,
-                    task_success_rate: 0.0,
-                    task_success_rate_under_attack: 0.0,
-                    attack_success_rate: 0.0,
-                    no_attack: EvalRates::default(),
-                    by_attacker: Default::default(),
-                },
+                report: EvalReport::default(),
             }));
         assert_eq!(back, record);
         assert_eq!(back.iteration(), None);

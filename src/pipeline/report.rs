@@ -2,6 +2,7 @@
 //! evaluation.
 
 use arlas_actor::EvalRates;
+use arlas_game::Player;
 
 use super::Pipeline;
 use super::evaluation::FinalEvaluation;
@@ -78,6 +79,108 @@ fn before_after_table(evaluation: &FinalEvaluation) -> (String, Vec<String>, Vec
                 ]
             })
             .collect(),
+    )
+}
+
+/// The trained agent minus the warm-up agent on the same episodes, with intervals.
+fn paired_table(evaluation: &FinalEvaluation) -> (String, Vec<String>, Vec<Vec<String>>) {
+    let p = &evaluation.paired;
+    let mut rows = vec![
+        (
+            "task success rate (no attack)".to_string(),
+            &p.no_attack.task_success,
+        ),
+        (
+            "task success rate under attack".to_string(),
+            &p.under_attack.task_success,
+        ),
+        (
+            "attack success rate (all attackers)".to_string(),
+            &p.under_attack.attack_success,
+        ),
+    ];
+    for (name, r) in &p.by_attacker {
+        rows.push((format!("attack success rate ({name})"), &r.attack_success));
+    }
+    (
+        "Trained minus warm-up on the same episodes (paired; 95% intervals, exact McNemar p)"
+            .into(),
+        [
+            "metric",
+            "warm-up",
+            "trained",
+            "difference",
+            "95% interval",
+            "p",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows.into_iter()
+            .map(|(metric, d)| {
+                vec![
+                    metric,
+                    d.b.to_string(),
+                    d.a.to_string(),
+                    format!("{:+.3}", d.difference),
+                    format!("[{:+.3}, {:+.3}]", d.low, d.high),
+                    format!("{:.4}", d.mcnemar_p),
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// Each player's update per iteration: optimizer steps, trained tokens, KL to its start, and
+/// its win rate in the phase it trained on (the agent's task success, the attacker's attack
+/// success, with 95% intervals); an update with no optimizer step is flagged.
+fn updates_table(records: &[Record]) -> (String, Vec<String>, Vec<Vec<String>>) {
+    let phase = |iteration: u32, player: Player| {
+        records.iter().find_map(|r| match r {
+            Record::Iteration(i) if i.iteration == iteration => match player {
+                Player::Agent => i.agent_phase.map(|p| p.task_success),
+                Player::Attacker => i.attacker_phase.map(|p| p.attack_success),
+            },
+            _ => None,
+        })
+    };
+    let rows = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Update(u) => Some(u),
+            _ => None,
+        })
+        .map(|u| {
+            vec![
+                u.iteration.to_string(),
+                u.player.name().to_string(),
+                u.version.to_string(),
+                if u.steps == 0 {
+                    "0 (no update)".to_string()
+                } else {
+                    u.steps.to_string()
+                },
+                u.means.tokens.to_string(),
+                format!("{:.2e}", u.means.kl),
+                phase(u.iteration, u.player).map_or("—".into(), |p| p.to_string()),
+            ]
+        })
+        .collect();
+    (
+        "Updates per iteration (win rate: the agent's task success or the attacker's attack \
+         success in the phase it trained on, 95% interval)"
+            .into(),
+        [
+            "iteration",
+            "player",
+            "version",
+            "optimizer steps",
+            "trained tokens",
+            "KL to start",
+            "win rate",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
     )
 }
 
@@ -183,7 +286,12 @@ pub(super) fn build(p: &Pipeline, evaluation: &FinalEvaluation) -> anyhow::Resul
     Ok(Report {
         title: format!("ARLAS run {}", p.dir.root().display()),
         facts: facts(p),
-        tables: vec![before_after_table(evaluation), diversity_table(evaluation)],
+        tables: vec![
+            before_after_table(evaluation),
+            paired_table(evaluation),
+            updates_table(&records),
+            diversity_table(evaluation),
+        ],
         charts: charts(&records),
         win_rates: evaluation
             .trained
