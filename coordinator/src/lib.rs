@@ -30,6 +30,6 @@ pub mod service;
 
 pub use error::{Error, Result};
 pub use league::{
-    League, OpponentPool, OpponentRule, OpponentSampling, PayoffMatrix, Population,
+    Joined, League, OpponentPool, OpponentRule, OpponentSampling, PayoffMatrix, Population,
     PopulationMember, Tally, sample_opponents,
 };

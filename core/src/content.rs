@@ -42,8 +42,32 @@ pub fn hash_file(path: &Path) -> Result<String> {
 
 /// The content hash of every regular file below `dir` (see the module docs).
 pub fn hash_dir(dir: &Path) -> Result<ContentHash> {
+    hash_files(dir, |_| true)
+}
+
+/// The content hash of a checkpoint's weights only: its `*.safetensors` files but the
+/// optimizer state, hashed as [`hash_dir`] hashes files. Two checkpoints of the same weights
+/// have the same one whatever their manifests, versions or training state say. A directory
+/// with no such file hashes whole, as [`hash_dir`] does (so that two different directories
+/// without weights never look alike).
+pub fn hash_weights(dir: &Path) -> Result<ContentHash> {
+    let weights = |rel: &Path| {
+        let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        name.ends_with(".safetensors") && name != "optimizer.safetensors"
+    };
     let mut files = Vec::new();
     collect_files(dir, dir, &mut files)?;
+    if files.iter().any(|f| weights(f)) {
+        hash_files(dir, weights)
+    } else {
+        hash_dir(dir)
+    }
+}
+
+fn hash_files(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<ContentHash> {
+    let mut files = Vec::new();
+    collect_files(dir, dir, &mut files)?;
+    files.retain(|rel| keep(rel));
     files.sort();
     let mut hasher = Sha256::new();
     for rel in &files {
@@ -95,5 +119,29 @@ mod tests {
         )
         .unwrap();
         assert_ne!(ha, hash_dir(a.path()).unwrap());
+    }
+
+    #[test]
+    fn the_weights_hash_sees_the_weights_only() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        for (d, version) in [(a.path(), "1"), (b.path(), "2")] {
+            fs::write(d.join("adapter_model.safetensors"), b"adapter").unwrap();
+            fs::write(d.join("optimizer.safetensors"), version).unwrap();
+            fs::write(d.join("manifest.json"), version).unwrap();
+        }
+        let ha = hash_weights(a.path()).unwrap();
+        assert_eq!(ha, hash_weights(b.path()).unwrap());
+        assert_ne!(hash_dir(a.path()).unwrap(), hash_dir(b.path()).unwrap());
+        fs::write(b.path().join("adapter_model.safetensors"), b"adapted").unwrap();
+        assert_ne!(ha, hash_weights(b.path()).unwrap());
+        // Without weight files, the whole directory counts.
+        for d in [a.path(), b.path()] {
+            fs::remove_file(d.join("adapter_model.safetensors")).unwrap();
+        }
+        assert_ne!(
+            hash_weights(a.path()).unwrap(),
+            hash_weights(b.path()).unwrap()
+        );
     }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use arlas_actor::round::{RoundOutput, RoundPlan, RoundPolicies, label, play_round};
 use arlas_actor::{EvalRates, rates};
+use arlas_coordinator::Joined;
 use arlas_coordinator::League;
 use arlas_core::{Player, Trajectory};
 use arlas_learner::Learner;
@@ -195,7 +196,16 @@ impl Pipeline {
         if self.settings.freeze != Some(Player::Attacker) {
             let member = self.league.stage_member()?;
             attacker.save(&member.dir)?;
-            self.league.commit_member(member, i, attacker.version())?;
+            // An attacker whose weights did not change does not join (Population::commit).
+            if let Joined::Unchanged { same_as } =
+                self.league.commit_member(member, i, attacker.version())?
+            {
+                tracing::info!(
+                    iteration = i,
+                    same_as = %same_as,
+                    "the attacker did not change: no new population member"
+                );
+            }
         }
         self.league.save_payoff()?;
         Ok(())

@@ -74,8 +74,8 @@ pub(super) fn run(p: &mut Pipeline) -> anyhow::Result<()> {
     let id = p
         .league
         .commit_member(member, 0, attacker.version())?
-        .id
-        .clone();
+        .id()
+        .to_string();
 
     if p.evaluate {
         p.progress.phase("evaluating the warm-up agent");

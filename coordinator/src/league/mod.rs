@@ -21,7 +21,7 @@ use rand::Rng;
 use crate::error::{Error, Result, io};
 pub use opponents::{OpponentPool, OpponentSampling, sample_opponents};
 pub use payoff::{PayoffMatrix, Tally};
-pub use population::{Population, PopulationMember, write_atomic};
+pub use population::{Joined, Population, PopulationMember, write_atomic};
 
 const PAYOFF_FILE: &str = "payoff.json";
 
@@ -81,13 +81,14 @@ impl League {
         Ok(StagedMember { id, dir })
     }
 
-    /// Moves a staged member into the population (renamed into place, hashed, recorded).
+    /// Moves a staged member into the population (renamed into place, hashed, recorded),
+    /// unless a member already has its weights (see [`Population::commit`]).
     pub fn commit_member(
         &mut self,
         staged: StagedMember,
         iteration: u32,
         attacker_version: u64,
-    ) -> Result<&PopulationMember> {
+    ) -> Result<Joined> {
         self.population
             .commit(&staged.id, iteration, attacker_version)
     }
@@ -178,8 +179,8 @@ mod tests {
         league
             .commit_member(member, iteration, u64::from(iteration) + 1)
             .unwrap()
-            .id
-            .clone()
+            .id()
+            .to_string()
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use arlas_core::{ContentHash, hash_dir};
+use arlas_core::{ContentHash, hash_dir, hash_weights};
 
 use crate::error::{Error, Result, io};
 
@@ -34,6 +34,29 @@ pub struct PopulationMember {
     pub attacker_version: u64,
     /// Content hash of its checkpoint directory, checked when the population is opened.
     pub content_hash: ContentHash,
+    /// Content hash of its weights alone (see [`hash_weights`]): a checkpoint whose weights
+    /// a member already has does not join. Absent in registries written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_hash: Option<ContentHash>,
+}
+
+/// What committing a staged checkpoint did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Joined {
+    /// It joined as a new member.
+    Added(PopulationMember),
+    /// A member already has its weights: it did not join (the staging directory is removed).
+    Unchanged { same_as: String },
+}
+
+impl Joined {
+    /// The member that holds these weights: the new one, or the one that already did.
+    pub fn id(&self) -> &str {
+        match self {
+            Joined::Added(m) => &m.id,
+            Joined::Unchanged { same_as } => same_as,
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -132,18 +155,26 @@ impl Population {
         Ok(staging)
     }
 
-    /// Moves the staged checkpoint of `id` into the population, hashes it and records it.
-    pub fn commit(
-        &mut self,
-        id: &str,
-        iteration: u32,
-        attacker_version: u64,
-    ) -> Result<&PopulationMember> {
+    /// Moves the staged checkpoint of `id` into the population, hashes it and records it,
+    /// unless a member already has its weights: then the population stays as it is, so
+    /// that it only grows when the attacker changed (and opponent sampling and the payoff
+    /// matrix count distinct attackers).
+    pub fn commit(&mut self, id: &str, iteration: u32, attacker_version: u64) -> Result<Joined> {
         validate_id(id)?;
         if self.members.iter().any(|m| m.id == id) {
             return Err(Error::DuplicateMember(id.to_string()));
         }
         let staging = self.dir.join(format!(".staging-{id}"));
+        let weights_hash = hash_weights(&staging)?;
+        if let Some(same) = self
+            .members
+            .iter()
+            .find(|m| m.weights_hash.as_ref() == Some(&weights_hash))
+        {
+            let same_as = same.id.clone();
+            fs::remove_dir_all(&staging).map_err(io(&staging))?;
+            return Ok(Joined::Unchanged { same_as });
+        }
         let target = self.dir.join(id);
         if target.exists() {
             // A crash between rename and registry write left an unregistered directory.
@@ -151,15 +182,16 @@ impl Population {
         }
         fs::rename(&staging, &target).map_err(io(&staging))?;
         let content_hash = hash_dir(&target)?;
-        self.members.push(PopulationMember {
+        let member = PopulationMember {
             id: id.to_string(),
             iteration,
             attacker_version,
             content_hash,
-        });
+            weights_hash: Some(weights_hash),
+        };
+        self.members.push(member.clone());
         self.write_registry()?;
-        let last = self.members.len() - 1;
-        Ok(&self.members[last])
+        Ok(Joined::Added(member))
     }
 
     /// Removes the members that joined after `iteration`: recovery for a run that crashed
@@ -284,13 +316,47 @@ mod tests {
         );
     }
 
+    /// An attacker that did not change (same weights, another version and manifest) does
+    /// not join; a changed one does, and a registry reopened still knows the weights.
+    #[test]
+    fn the_population_grows_only_with_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut pop = Population::open(tmp.path()).unwrap();
+        stage(&pop, "attacker-0000", b"w0");
+        assert!(matches!(
+            pop.commit("attacker-0000", 0, 1).unwrap(),
+            Joined::Added(_)
+        ));
+        let mut pop = Population::open(tmp.path()).unwrap();
+        let id = pop.next_id();
+        stage(&pop, &id, b"w0");
+        fs::write(
+            tmp.path().join(format!(".staging-{id}/manifest.json")),
+            b"v2",
+        )
+        .unwrap();
+        let joined = pop.commit(&id, 1, 2).unwrap();
+        assert_eq!(
+            joined,
+            Joined::Unchanged {
+                same_as: "attacker-0000".into()
+            }
+        );
+        assert_eq!(joined.id(), "attacker-0000");
+        assert_eq!(pop.len(), 1);
+        assert!(!tmp.path().join(format!(".staging-{id}")).exists());
+        stage(&pop, &id, b"w1");
+        assert!(matches!(pop.commit(&id, 2, 3).unwrap(), Joined::Added(_)));
+        assert_eq!(Population::open(tmp.path()).unwrap().len(), 2);
+    }
+
     #[test]
     fn rollback_removes_only_later_members() {
         let tmp = tempfile::tempdir().unwrap();
         let mut pop = Population::open(tmp.path()).unwrap();
         for i in 0..3u32 {
             let id = pop.next_id();
-            stage(&pop, &id, b"w");
+            stage(&pop, &id, format!("w{i}").as_bytes());
             pop.commit(&id, i, u64::from(i)).unwrap();
         }
         assert_eq!(pop.rollback_after(1).unwrap(), ["attacker-0002"]);

@@ -8,6 +8,7 @@ use arlas_core::{BlobId, PolicyVersion, PublishHeader, Published, Role, archive}
 
 use super::{CoordinatorState, RUN_FILE};
 use crate::error::{Error, Result};
+use crate::league::Joined;
 use crate::service::blobs::{BlobWriter, StagedBlob};
 
 /// Whether a publish still needs its bytes.
@@ -136,17 +137,29 @@ impl CoordinatorState {
         if let Some(staged) = staged {
             self.blobs.commit(staged, &header.checkpoint)?;
         }
+        // A checkpoint whose weights a member already has (an attacker that did not change)
+        // does not join: the population grows only with change.
         let member_id = match member {
             Some(member) => {
-                let id = self
+                match self
                     .league
                     .commit_member(member, header.iteration, header.version)?
-                    .id
-                    .clone();
-                self.record
-                    .members
-                    .insert(id.clone(), header.checkpoint.clone());
-                Some(id)
+                {
+                    Joined::Added(m) => {
+                        self.record
+                            .members
+                            .insert(m.id.clone(), header.checkpoint.clone());
+                        Some(m.id)
+                    }
+                    Joined::Unchanged { same_as } => {
+                        tracing::info!(
+                            version = header.version,
+                            same_as = %same_as,
+                            "the published attacker's weights are a member's already: not added"
+                        );
+                        None
+                    }
+                }
             }
             None => None,
         };
