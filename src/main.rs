@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 /// Adversarial RL for agent safety: co-train an attacker LLM and an agent LLM
 /// so the agent finishes its task without leaking private data to prompt injections.
 #[derive(Debug, Parser)]
-#[command(name = "arlas", version, about, long_about = None)]
+#[command(name = "arlas", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ARLAS_COMMIT"), ")"), about, long_about = None)]
 struct Cli {
     #[command(flatten)]
     log: cli::logging::LogArgs,

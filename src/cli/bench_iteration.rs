@@ -160,6 +160,7 @@ pub fn run(args: IterationBenchArgs) -> anyhow::Result<()> {
         "agent_version": iteration.agent_version,
         "attacker_version": iteration.attacker_version,
         "arlas": env!("CARGO_PKG_VERSION"),
+        "commit": env!("ARLAS_COMMIT"),
     });
     super::bench::print_report(&out, args.json)
 }

@@ -137,6 +137,7 @@ pub fn run(args: JoinBenchArgs) -> anyhow::Result<()> {
         "adapter_over_base": made.adapter_blob.size as f64 / made.base_blob.size as f64,
         "populations": per_size,
         "arlas": env!("CARGO_PKG_VERSION"),
+        "commit": env!("ARLAS_COMMIT"),
     });
     super::bench::print_report(&out, args.json)
 }

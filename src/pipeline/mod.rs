@@ -361,6 +361,8 @@ impl Pipeline {
 fn versions() -> serde_json::Value {
     serde_json::json!({
         "arlas": env!("CARGO_PKG_VERSION"),
+        // The commit the binary was built from (`-dirty`: with uncommitted changes; see build.rs).
+        "commit": env!("ARLAS_COMMIT"),
         "candle": "0.11.1",
         "tokenizers": "0.23.2",
         "command": std::env::args().collect::<Vec<_>>(),
