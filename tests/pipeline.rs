@@ -120,17 +120,34 @@ fn killed_run_resumes_without_replaying_or_skipping_iterations() {
         .map(|r| r["iteration"].as_u64().unwrap())
         .collect();
     assert_eq!(iterations, [1, 2, 3]);
-    // The warm-up attacker and one attacker per iteration, each iteration once.
+    // The warm-up attacker, then at most one attacker per iteration, each iteration once,
+    // and only when its weights changed: no two members hold the same weights.
     let population = read_json(&run.join("population/population.json"));
-    let joined: Vec<u64> = population["members"]
-        .as_array()
-        .unwrap()
+    let members = population["members"].as_array().unwrap();
+    let joined: Vec<u64> = members
         .iter()
         .map(|m| m["iteration"].as_u64().unwrap())
         .collect();
-    assert_eq!(joined, [0, 1, 2, 3]);
+    assert_eq!(joined[0], 0, "{joined:?}");
+    assert!(
+        joined.windows(2).all(|w| w[0] < w[1]) && joined.len() <= 4,
+        "{joined:?}"
+    );
+    let weights: std::collections::BTreeSet<&str> = members
+        .iter()
+        .map(|m| m["weights_hash"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        weights.len(),
+        members.len(),
+        "two members hold the same weights"
+    );
+    let ids: Vec<&str> = members.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let (first, last) = (ids[0], ids[ids.len() - 1]);
     let report = std::fs::read_to_string(run.join("report.html")).unwrap();
-    assert!(report.contains("<svg") && report.contains("attacker-0003"));
+    assert!(report.contains("<svg") && report.contains(last));
+    assert!(report.contains("Trained minus warm-up on the same episodes"));
+    assert!(report.contains("Updates per iteration"));
     for dir in [
         "agent/warmup",
         "agent/final",
@@ -141,6 +158,14 @@ fn killed_run_resumes_without_replaying_or_skipping_iterations() {
     ] {
         assert!(run.join(dir).exists(), "{dir} missing");
     }
+    // The run says which code ran: the commit the binary was built from.
+    let versions = read_json(&run.join("versions.json"));
+    let commit = versions["commit"].as_str().unwrap();
+    assert!(
+        commit == "unknown"
+            || (commit.len() >= 40 && commit[..40].chars().all(|c| c.is_ascii_hexdigit())),
+        "{commit}"
+    );
     // Only the last iteration's checkpoints are kept besides warm-up and final.
     let kept: Vec<PathBuf> = std::fs::read_dir(run.join("agent"))
         .unwrap()
@@ -151,31 +176,35 @@ fn killed_run_resumes_without_replaying_or_skipping_iterations() {
     // `arlas eval` on the trained agent: the contract's fields, per attacker.
     let attacks = tmp.path().join("attacks.jsonl");
     std::fs::write(&attacks, "{\"id\": \"t1\", \"family\": \"urgency\", \"template\": \"URGENT {goal} {not a placeholder}\"}\n").unwrap();
-    let out = arlas()
-        .args([
-            "eval",
-            "--json",
-            "--episodes",
-            "2",
-            "--seed",
-            "1",
-            "--agent",
-        ])
-        .arg(run.join("agent/final"))
-        .arg("--population")
-        .arg(run.join("population"))
-        .arg("--attacks")
-        .arg(&attacks)
-        .arg("--models-dir")
-        .arg(&models)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "eval failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let eval: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // `arlas eval --json` of the trained agent on 2 episodes per attacker, seed 1, against the
+    // population, with `extra` flags.
+    let eval_json = |extra: &[&std::ffi::OsStr]| -> Value {
+        let out = arlas()
+            .args([
+                "eval",
+                "--json",
+                "--episodes",
+                "2",
+                "--seed",
+                "1",
+                "--agent",
+            ])
+            .arg(run.join("agent/final"))
+            .arg("--population")
+            .arg(run.join("population"))
+            .arg("--models-dir")
+            .arg(&models)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "eval {extra:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let eval = eval_json(&["--attacks".as_ref(), attacks.as_os_str()]);
     for field in [
         "task_success_rate",
         "task_success_rate_under_attack",
@@ -187,7 +216,35 @@ fn killed_run_resumes_without_replaying_or_skipping_iterations() {
     let by = eval["by_attacker"].as_object().unwrap();
     assert!(by.contains_key("templates"));
     assert!(by.keys().any(|k| k.starts_with("file:")), "{:?}", by.keys());
-    assert!(by.contains_key("attacker-0000") && by.contains_key("attacker-0003"));
+    assert!(by.contains_key(first) && by.contains_key(last));
+    // Every rate with its count, n and interval.
+    let tsr = &eval["task_success"];
+    assert_eq!(tsr["n"], 2);
+    assert!(tsr["low"].as_f64().unwrap() <= tsr["rate"].as_f64().unwrap());
+    assert!(tsr["rate"].as_f64().unwrap() <= tsr["high"].as_f64().unwrap());
+    assert_eq!(by["templates"]["attack_success"]["n"], 2);
+
+    // Against itself as the baseline, on the same episodes: every pair agrees, so every
+    // paired difference is exactly 0 with McNemar p = 1. (Greedy sampling, same seeds, same
+    // attackers: anything unpaired would show.)
+    let final_dir = run.join("agent/final");
+    let eval = eval_json(&["--baseline".as_ref(), final_dir.as_os_str()]);
+    let paired = &eval["baseline"]["paired"];
+    let mut differences = vec![&paired["no_attack"], &paired["under_attack"]];
+    differences.extend(paired["by_attacker"].as_object().unwrap().values());
+    assert_eq!(differences.len(), 2 + ids.len() + 1, "{paired}");
+    for rates in differences {
+        for rate in ["task_success", "attack_success"] {
+            let d = &rates[rate];
+            assert_eq!(
+                (d["only_a"].as_u64(), d["only_b"].as_u64()),
+                (Some(0), Some(0)),
+                "{d}"
+            );
+            assert_eq!(d["difference"], 0.0);
+            assert_eq!(d["mcnemar_p"], 1.0);
+        }
+    }
 }
 
 #[test]
