@@ -106,21 +106,13 @@ impl Linear {
         let in_dim = x.dim(D::Minus1)?;
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, in_dim))?;
-        let mut y = match &self.packed {
-            Some(p) if rows <= FEW_ROWS && x2.dtype() == DType::F32 => p.matmul(&x2)?,
-            _ => weight_matmul(&self.weight, &x2)?,
+        let y = match &self.packed {
+            // The packed copy has the adapter folded in.
+            Some(p) if rows <= FEW_ROWS && x2.dtype() == DType::F32 => {
+                self.add_bias(p.matmul(&x2)?)?
+            }
+            _ => self.add_adapter(&x2, self.add_bias(weight_matmul(&self.weight, &x2)?)?)?,
         };
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(b)?;
-        }
-        if let Some(ad) = &self.adapter {
-            // The scale goes on B (rank x out), not on the product (rows x out): autograd
-            // keeps every intermediate until the backward, and a scaled copy of the product
-            // would be one more activation of the layer's full width per token.
-            let b = (ad.b.t()? * ad.scale)?;
-            let low = x2.matmul(&ad.a.t()?)?.matmul(&b)?;
-            y = (y + low)?;
-        }
         if dims.len() == 2 {
             // Already `(rows, out)`; for few rows a transposed view, read in place by the
             // decoding kernels (a reshape would copy it).
@@ -132,6 +124,26 @@ impl Linear {
         Ok(y.reshape(out_dims)?)
     }
 
+    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+
+    /// `y + (alpha/r) x A^T B^T` with an adapter, `y` without.
+    fn add_adapter(&self, x2: &Tensor, y: Tensor) -> Result<Tensor> {
+        let Some(ad) = &self.adapter else {
+            return Ok(y);
+        };
+        // The scale goes on B (rank x out), not on the product (rows x out): autograd keeps
+        // every intermediate until the backward, and a scaled copy of the product would be
+        // one more activation of the layer's full width per token.
+        let b = (ad.b.t()? * ad.scale)?;
+        let low = x2.matmul(&ad.a.t()?)?.matmul(&b)?;
+        Ok((y + low)?)
+    }
+
     /// Several projections of the same input as one, for one sampling call: weights (and
     /// biases) stacked along the output dimension, so that one wider matmul replaces several
     /// narrow ones (a decoding step's matmuls have few rows, and gemm runs a wider one much
@@ -140,7 +152,7 @@ impl Linear {
     /// The stacked layer is a copy, detached from the originals: build it for one sampling
     /// call, never keep it across weight updates. `None` when only some parts have a bias
     /// (then the parts are used as they are).
-    pub(crate) fn stacked(parts: &[&Self], pack: bool) -> Result<Option<Self>> {
+    pub(crate) fn stacked(parts: &[&Self]) -> Result<Option<Self>> {
         let biases: Vec<Tensor> = parts.iter().filter_map(|p| p.bias.clone()).collect();
         let bias = match biases.len() {
             _ if parts.is_empty() => return Ok(None),
@@ -152,18 +164,15 @@ impl Linear {
             .iter()
             .map(|p| p.merged_weight())
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some(Self::sampling_copy(
-            Tensor::cat(&weights, 0)?,
-            bias,
-            pack,
-        )?))
+        Ok(Some(Self::sampling_copy(Tensor::cat(&weights, 0)?, bias)))
     }
 
-    /// A detached copy of this layer for one sampling call with the adapter folded into the
-    /// weight (`W + (alpha/r) B A`, formed in f32 whatever the weight's dtype): a decoding
-    /// step then runs one matmul per projection instead of three. The layer itself (shared,
-    /// not copied) when it has no adapter. Either way, with `pack`, the weight is also packed
-    /// for few-row products where the CPU has a kernel for them (see packed.rs).
+    /// This layer for one sampling call, with the adapter folded into the weight (`W +
+    /// (alpha/r) B A`, formed in f32 whatever the weight's dtype) so that a decoding step runs
+    /// one matmul per projection instead of three. With `pack`, where the CPU has a kernel
+    /// for few-row products (see packed.rs), the folded weight is kept packed only, beside the
+    /// shared layer; otherwise as a detached row-major copy (the layer itself, shared, when it
+    /// has no adapter).
     pub(crate) fn for_sampling(&self, pack: bool) -> Result<Self> {
         if self.adapter.is_none() {
             return Ok(Self {
@@ -171,11 +180,19 @@ impl Linear {
                 ..self.clone()
             });
         }
-        Self::sampling_copy(
-            self.merged_weight()?,
+        let merged = self.merged_weight()?;
+        if let Some(packed) = Self::pack(&merged, pack)? {
+            // Few rows run the packed merged copy; many rows (a prefill) the shared base and
+            // the adapter, as training does: no row-major copy is kept.
+            return Ok(Self {
+                packed: Some(packed),
+                ..self.clone()
+            });
+        }
+        Ok(Self::sampling_copy(
+            merged,
             self.bias.as_ref().map(Tensor::detach),
-            pack,
-        )
+        ))
     }
 
     /// `weight` packed for few-row products, when asked and this CPU has a kernel for them.
@@ -183,14 +200,13 @@ impl Linear {
         if pack { Packed::new(weight) } else { Ok(None) }
     }
 
-    fn sampling_copy(weight: Tensor, bias: Option<Tensor>, pack: bool) -> Result<Self> {
-        let weight = weight.detach();
-        Ok(Self {
-            packed: Self::pack(&weight, pack)?,
-            weight,
+    fn sampling_copy(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self {
+            weight: weight.detach(),
             bias,
             adapter: None,
-        })
+            packed: None,
+        }
     }
 
     /// `W + (alpha/r) B A` (the weight itself without an adapter), `(out, in)`.
@@ -226,6 +242,81 @@ impl Linear {
                 None => None,
             },
             packed: None,
+        })
+    }
+}
+
+/// Several projections of one input stacked along the output dimension, for one sampling
+/// call's decoding steps (see [`Linear::stacked`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Stacked {
+    /// A row-major copy, for gemm at any row count.
+    Rows(Linear),
+    /// Packed for the few-row kernel only (with the stacked bias): a pass of many rows (a
+    /// prefill) runs the parts instead, so no row-major copy is kept.
+    Packed(Arc<Packed>, Option<Tensor>),
+}
+
+impl Stacked {
+    /// `parts` stacked, adapters folded in: packed when `pack` and the CPU has a kernel, else
+    /// row-major. `None` when only some parts have a bias (then the parts run as they are).
+    pub(crate) fn new(parts: &[&Linear], pack: bool) -> Result<Option<Self>> {
+        let Some(rows) = Linear::stacked(parts)? else {
+            return Ok(None);
+        };
+        if !pack {
+            return Ok(Some(Self::Rows(rows)));
+        }
+        Ok(Some(match Packed::new(&rows.weight)? {
+            // The row-major stack is dropped here: it only lived to be packed.
+            Some(packed) => Self::Packed(packed, rows.bias),
+            None => Self::Rows(rows),
+        }))
+    }
+
+    /// Whether a pass of `rows` rows should run the stack (rather than the parts).
+    pub(crate) fn serves(&self, rows: usize) -> bool {
+        match self {
+            Self::Rows(_) => true,
+            Self::Packed(..) => rows <= FEW_ROWS,
+        }
+    }
+
+    /// The stacked projection of `x` `(..., in)`, `(rows, out)` for a matrix.
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Rows(l) => l.forward(x),
+            Self::Packed(p, bias) => {
+                let in_dim = x.dim(D::Minus1)?;
+                let x2 = x.reshape((x.elem_count() / in_dim.max(1), in_dim))?;
+                let y = p.matmul(&x2)?;
+                let y = match bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                };
+                let mut dims = x.dims().to_vec();
+                if let Some(last) = dims.last_mut() {
+                    *last = p.out();
+                }
+                Ok(y.reshape(dims)?)
+            }
+        }
+    }
+
+    /// Output width.
+    pub(crate) fn out_dim(&self) -> Result<usize> {
+        match self {
+            Self::Rows(l) => l.out_dim(),
+            Self::Packed(p, _) => Ok(p.out()),
+        }
+    }
+
+    /// The same stack with `f` applied to every tensor it holds as a tensor (a packed copy
+    /// is kept as it is: it is only ever read).
+    pub(crate) fn map(&self, f: &impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        Ok(match self {
+            Self::Rows(l) => Self::Rows(l.map(f)?),
+            Self::Packed(p, bias) => Self::Packed(Arc::clone(p), bias.as_ref().map(f).transpose()?),
         })
     }
 }

@@ -36,7 +36,7 @@ use candle_nn::{Init, VarBuilder};
 
 use crate::config::LlamaConfig;
 use crate::error::{Error, Result};
-use linear::Linear;
+use linear::{Linear, Stacked};
 use packed::Packed;
 use rope::RopeTables;
 use std::sync::Arc;
@@ -59,7 +59,7 @@ struct Attention {
     v_proj: Linear,
     o_proj: Linear,
     /// q, k and v stacked into one projection (see [`Decoder::stacked`]).
-    qkv: Option<Linear>,
+    qkv: Option<Stacked>,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -71,7 +71,7 @@ struct Mlp {
     up_proj: Linear,
     down_proj: Linear,
     /// gate and up stacked into one projection (see [`Decoder::stacked`]).
-    gate_up: Option<Linear>,
+    gate_up: Option<Stacked>,
 }
 
 #[derive(Debug, Clone)]
@@ -162,7 +162,7 @@ impl Attention {
                 .contiguous()?)
         };
         let (q, k, v) = match &self.qkv {
-            Some(qkv) => {
+            Some(qkv) if qkv.serves(b * t) => {
                 let y = qkv.forward(x)?;
                 (
                     y.narrow(D::Minus1, 0, nh * hd)?,
@@ -170,7 +170,7 @@ impl Attention {
                     y.narrow(D::Minus1, (nh + nkv) * hd, nkv * hd)?,
                 )
             }
-            None => (
+            _ => (
                 self.q_proj.forward(x)?,
                 self.k_proj.forward(x)?,
                 self.v_proj.forward(x)?,
@@ -274,7 +274,7 @@ impl Attention {
     }
 
     fn stacked(&self, pack: bool) -> Result<Self> {
-        let qkv = Linear::stacked(&[&self.q_proj, &self.k_proj, &self.v_proj], pack)?;
+        let qkv = Stacked::new(&[&self.q_proj, &self.k_proj, &self.v_proj], pack)?;
         let merged = |l: &Linear| {
             if qkv.is_some() {
                 Ok(l.clone())
@@ -317,19 +317,20 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, ops: Ops) -> Result<Tensor> {
+        let rows = x.elem_count() / x.dim(D::Minus1)?.max(1);
         let (gate, up) = match &self.gate_up {
             // Sampling on the CPU: one kernel reads gate and up from the stacked product.
-            Some(gate_up) if ops.native => {
+            Some(gate_up) if ops.native && gate_up.serves(rows) => {
                 return self
                     .down_proj
                     .forward(&swiglu::swiglu_stacked(&gate_up.forward(x)?)?);
             }
-            Some(gate_up) => {
+            Some(gate_up) if gate_up.serves(rows) => {
                 let y = gate_up.forward(x)?;
                 let i = gate_up.out_dim()? / 2;
                 (y.narrow(D::Minus1, 0, i)?, y.narrow(D::Minus1, i, i)?)
             }
-            None => (self.gate_proj.forward(x)?, self.up_proj.forward(x)?),
+            _ => (self.gate_proj.forward(x)?, self.up_proj.forward(x)?),
         };
         // The one-kernel activation runs on the CPU in f32 only (elsewhere the primitives).
         let act = if ops.native {
@@ -351,7 +352,7 @@ impl Mlp {
 
     fn stacked(&self, pack: bool) -> Result<Self> {
         Ok(Self {
-            gate_up: Linear::stacked(&[&self.gate_proj, &self.up_proj], pack)?,
+            gate_up: Stacked::new(&[&self.gate_proj, &self.up_proj], pack)?,
             down_proj: self.down_proj.for_sampling(pack)?,
             ..self.clone()
         })

@@ -151,6 +151,11 @@ impl Packed {
         })))
     }
 
+    /// Output width.
+    pub(crate) fn out(&self) -> usize {
+        self.out
+    }
+
     /// `x W^T` for `x` `(rows, in)`, f32 on the CPU: `(rows, out)`, contiguous.
     pub(crate) fn matmul(self: &Arc<Self>, x: &Tensor) -> Result<Tensor> {
         Ok(x.contiguous()?

@@ -147,9 +147,10 @@ pub(crate) fn generate(
     if prompts.is_empty() || params.max_new_tokens == 0 {
         return batch::sample(decoder, rules, prompts, (caches, keep), 0, params);
     }
-    // Stacked projections, adapters folded in: a copy of the weights per call (~280 MB for
-    // SmolLM2, ~420 MB with adapters; 0.1-0.3 s), repaid many times over by the decoding
-    // steps' fewer and wider matmuls.
+    // Stacked projections, adapters folded in, packed for the decoding steps' few-row
+    // products where the CPU has a kernel for them (row-major for gemm elsewhere): a copy of
+    // the weights per call (the size of the model's weights), repaid many times over by the
+    // decoding steps' fewer, wider and faster matmuls.
     let decoder = &decoder.stacked()?;
     // Small models decode large batches as independent groups (see row_groups.rs).
     let groups = row_groups::sampling_groups(decoder.config(), decoder.device(), prompts.len());
