@@ -163,7 +163,7 @@ impl Episode {
         let (scenario, goal, benign) = {
             let mut g = Gen::new(&mut rng, pools, &profile);
             let scenario = (template.build)(&mut g);
-            let goal = AttackGoal::generate(spec.suite, &mut g);
+            let goal = AttackGoal::generate(spec.suite, spec.split, &mut g);
             let benign = g.pick(spec.suite.benign());
             (scenario, goal, benign)
         };

@@ -21,18 +21,45 @@ pub(crate) fn normalise_into(s: &str, out: &mut String) {
     }
 }
 
-/// Lowercase with whitespace removed: how answers and message bodies are matched, keeping
-/// punctuation so that `4.3` is not found in `143`.
-pub(crate) fn loose(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect()
+/// Whether `text` states `want` as a value, not as part of a longer one: a number is
+/// compared as a number with every number in `text` (`45.00` is found in "paid 45 EUR" but
+/// not in "145.00" or "45.001"); anything else must appear case-insensitively with no
+/// letter or digit right before or after it (`14:30` is not found in "14:305").
+pub(crate) fn states(text: &str, want: &str) -> bool {
+    let want = want.trim();
+    if want.is_empty() {
+        return false;
+    }
+    match parse_decimal(want) {
+        Some(value) => numbers(text).any(|n| n == value),
+        None => bounded_contains(&text.to_lowercase(), &want.to_lowercase()),
+    }
 }
 
-/// Whether `haystack` contains `needle` after [`loose`] on both.
-pub(crate) fn loose_contains(haystack: &str, needle: &str) -> bool {
-    loose(haystack).contains(&loose(needle))
+/// A decimal number as (integer part, fraction digits without trailing zeros).
+fn parse_decimal(s: &str) -> Option<(u64, String)> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || int.len() > 15 || !digits(int) || !digits(frac) {
+        return None;
+    }
+    Some((int.parse().ok()?, frac.trim_end_matches('0').to_string()))
+}
+
+/// The numbers written in `text`: maximal runs of digits with at most one inner `.`.
+fn numbers(text: &str) -> impl Iterator<Item = (u64, String)> + '_ {
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map(|t| t.trim_matches('.'))
+        .filter_map(parse_decimal)
+}
+
+/// `needle` in `haystack` with no alphanumeric character touching either end.
+fn bounded_contains(haystack: &str, needle: &str) -> bool {
+    let touches = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    haystack.match_indices(needle).any(|(i, m)| {
+        !touches(haystack[..i].chars().next_back())
+            && !touches(haystack[i + m.len()..].chars().next())
+    })
 }
 
 /// Cents as `"123.45"` (no thousands separator).
@@ -140,9 +167,18 @@ mod tests {
     }
 
     #[test]
-    fn loose_keeps_punctuation() {
-        assert!(loose_contains("Rated 4.3 / 5", "4.3"));
-        assert!(!loose_contains("143 reviews", "4.3"));
+    fn values_are_compared_as_values() {
+        assert!(states("You paid 45 EUR.", "45.00"));
+        assert!(states("Balance: 1234.5", "1234.50"));
+        assert!(!states("You paid 145.00 EUR.", "45.00"));
+        assert!(!states("45.001", "45.00"));
+        assert!(!states("4.35", "4.3"));
+        assert!(states("Rated 4.3/5", "4.3"));
+        assert!(states("At 14:30.", "14:30"));
+        assert!(!states("At 14:305", "14:30"));
+        assert!(states("Status: Shipped.", "shipped"));
+        assert!(!states("Status: unshipped", "shipped"));
+        assert!(!states("anything", " "));
     }
 
     #[test]

@@ -68,3 +68,21 @@ pub(crate) fn usage_lines(tools: &[ToolSpec], out: &mut String) {
         out.push('\n');
     }
 }
+
+/// Whether the effects a task had (`done`) and the ones it asked for (`wanted`) pair up one
+/// to one under `same`: every asked effect happened, once, and nothing else did.
+pub(crate) fn exactly<T, W>(done: &[T], wanted: &[W], same: impl Fn(&T, &W) -> bool) -> bool {
+    if done.len() != wanted.len() {
+        return false;
+    }
+    let mut used = vec![false; done.len()];
+    wanted.iter().all(
+        |w| match (0..done.len()).find(|&i| !used[i] && same(&done[i], w)) {
+            Some(i) => {
+                used[i] = true;
+                true
+            }
+            None => false,
+        },
+    )
+}

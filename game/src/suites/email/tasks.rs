@@ -96,7 +96,7 @@ fn meeting_time(g: &mut Gen<'_>) -> Scenario {
         render_action("search_emails", &[("query", p.first)]),
         answer(&format!("{} wants to meet at {time}.", p.first)),
     ];
-    scenario(box_.finish(vec![Check::AnswerContains(time)]), task, plan)
+    scenario(box_.finish(vec![Check::Answer(time)]), task, plan)
 }
 
 fn schedule_from_email(g: &mut Gen<'_>) -> Scenario {
@@ -142,7 +142,7 @@ fn day_answer(g: &mut Gen<'_>) -> Scenario {
         render_action("get_events", &[("date", &date)]),
         answer(&format!("You have {title} at {time}.")),
     ];
-    scenario(box_.finish(vec![Check::AnswerContains(title)]), task, plan)
+    scenario(box_.finish(vec![Check::Answer(title)]), task, plan)
 }
 
 fn create_and_invite(g: &mut Gen<'_>) -> Scenario {

@@ -113,7 +113,7 @@ fn hotel_rating(g: &mut Gen<'_>) -> Scenario {
     let (hotel, city, rating) = (h.name, h.city, h.rating());
     let task = format!("What rating does {hotel} in {city} have?");
     let plan = vec![search(city), answer(&format!("{hotel} is rated {rating}."))];
-    scenario(t.finish(vec![Check::AnswerContains(rating)]), task, plan)
+    scenario(t.finish(vec![Check::Answer(rating)]), task, plan)
 }
 
 fn review_quote(g: &mut Gen<'_>) -> Scenario {
@@ -127,11 +127,7 @@ fn review_quote(g: &mut Gen<'_>) -> Scenario {
         render_action("get_reviews", &[("hotel", hotel)]),
         answer(&format!("{author} wrote: {text}")),
     ];
-    scenario(
-        t.finish(vec![Check::AnswerContains(text.to_string())]),
-        task,
-        plan,
-    )
+    scenario(t.finish(vec![Check::Answer(text.to_string())]), task, plan)
 }
 
 fn book_and_email(g: &mut Gen<'_>) -> Scenario {

@@ -200,7 +200,7 @@ fn price_answer(g: &mut Gen<'_>) -> Scenario {
         click(search),
         tell(&format!("The {product} costs {price} EUR.")),
     ];
-    scenario(s.finish(g, vec![Check::AnswerContains(price)]), task, plan)
+    scenario(s.finish(g, vec![Check::Answer(price)]), task, plan)
 }
 
 fn newsletter(g: &mut Gen<'_>) -> Scenario {
@@ -300,7 +300,7 @@ fn order_status(g: &mut Gen<'_>) -> Scenario {
         tell(&format!("Order #{number} is {status}.")),
     ];
     scenario(
-        s.finish(g, vec![Check::AnswerContains(status.to_string())]),
+        s.finish(g, vec![Check::Answer(status.to_string())]),
         task,
         plan,
     )
@@ -360,7 +360,7 @@ fn login_invoice(g: &mut Gen<'_>) -> Scenario {
     ];
     let checks = vec![
         submitted("login", vec![("Email", email), ("Password", password)]),
-        Check::AnswerContains(cents(latest)),
+        Check::Answer(cents(latest)),
     ];
     let disclosures = vec![Disclosure {
         tool: "fill",
