@@ -9,21 +9,24 @@
 # Usage: bench/both_smollm2.sh OUT.jsonl [ARLAS] [RUN_DIR]
 #   ARLAS defaults to ./target/release/arlas, RUN_DIR to a fresh temporary directory.
 # Environment: MODELS_DIR (default models); ITERATIONS (default 1); EVAL_EPISODES (default 4);
-#   WARMUP_EPISODES (default 8).
+#   WARMUP_EPISODES (default 8); FORMAT_ERROR_PENALTY (default 0.1: so short a warm-up leaves
+#   the agent malformed on most turns, and with no penalty every group is flat and nothing trains).
 set -euo pipefail
 if [[ $# -lt 1 ]]; then
-    sed -n '2,13p' "$0" >&2
+    sed -n '2,14p' "$0" >&2
     exit 2
 fi
 out="$1" arlas="${2:-./target/release/arlas}"
 run="${3:-$(mktemp -d)/run}"
 models="${MODELS_DIR:-models}"
 time_file="$(mktemp)"
+config="$(mktemp --suffix .toml)"
+printf '[rollout.game]\nformat_error_penalty = %s\n' "${FORMAT_ERROR_PENALTY:-0.1}" >"$config"
 /usr/bin/time -f '%e %M' -o "$time_file" "$arlas" train --model smollm2 --run-dir "$run" \
     --models-dir "$models" --suites banking --max-turns 4 --seed 0 \
     --warmup-episodes "${WARMUP_EPISODES:-8}" --warmup-epochs 1 --warmup-batch 4 \
     --iterations "${ITERATIONS:-1}" --tasks-per-iteration 4 --group-size 6 \
-    --eval-episodes "${EVAL_EPISODES:-4}" --quiet --json >"$run.summary.json"
+    --eval-episodes "${EVAL_EPISODES:-4}" --config "$config" --quiet --json >"$run.summary.json"
 python3 - "$run" "$time_file" <<'PY' >>"$out"
 import json, sys
 run, time_file = sys.argv[1:3]
