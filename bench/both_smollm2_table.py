@@ -17,6 +17,7 @@ import sys
 from records import records
 
 GB = 1e9
+GIB = 2**30
 
 
 def settings(c: dict) -> str:
@@ -24,14 +25,17 @@ def settings(c: dict) -> str:
     return (f"model {c.get('model')}, suites {','.join(c.get('rollout', {}).get('game', {}).get('suites', [])) or 'all'}, "
             f"warm-up {w.get('episodes')} episodes, {c.get('iterations')} iteration(s) of "
             f"{c.get('tasks_per_iteration')} tasks × {c.get('group_size')} rollouts, "
-            f"{c.get('eval', {}).get('episodes')} evaluation episodes per attacker, seed {c.get('seed')}")
+            f"{c.get('eval', {}).get('episodes')} evaluation episodes per attacker, "
+            f"format-error penalty {c.get('rollout', {}).get('game', {}).get('format_error_penalty')}, "
+            f"seed {c.get('seed')}")
 
 
 def main(paths: list[str]) -> None:
     for r in records(paths):
         print(f"- commit `{r['versions'].get('commit', 'unrecorded')}`: {settings(r['config'])}; "
               f"whole process **{r['process_seconds']:.0f} s**, peak RSS "
-              f"**{r['process_peak_rss_bytes'] / GB:.2f} GB**; {r['warmup_steps']} warm-up steps.")
+              f"**{r['process_peak_rss_bytes'] / GB:.2f} GB** ({r['process_peak_rss_bytes'] / GIB:.2f} GiB); "
+              f"{r['warmup_steps']} warm-up steps.")
         print()
         print("| iteration | seconds | rollout s | attacker update s | agent update s | episodes | sampled tokens |")
         print("|---|---|---|---|---|---|---|")
@@ -41,11 +45,12 @@ def main(paths: list[str]) -> None:
                   f"{ph.get('attacker_update', 0):.1f} | {ph.get('agent_update', 0):.1f} | "
                   f"{it['episodes']} | {it['sampled_tokens']} |")
         print()
-        print("| iteration | player | version | optimizer steps | trained tokens | KL to start |")
-        print("|---|---|---|---|---|---|")
+        print("| iteration | player | version | groups (flat) | optimizer steps | trained tokens | KL to start |")
+        print("|---|---|---|---|---|---|---|")
         for u in r["updates"]:
-            m = u["means"]
-            print(f"| {u['iteration']} | {u['player']} | {u['version']} | {u['steps']} | "
+            m, g = u["means"], u.get("groups") or {}
+            print(f"| {u['iteration']} | {u['player']} | {u['version']} | "
+                  f"{g.get('groups', '?')} ({g.get('flat_groups', '?')}) | {u['steps']} | "
                   f"{m['tokens']} | {m['kl']:.2e} |")
         print()
 
