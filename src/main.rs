@@ -34,6 +34,8 @@ enum Command {
     Demo(cli::train::DemoArgs),
     /// Evaluate an agent on held-out tasks, with no attack and against attackers.
     Eval(cli::eval::EvalCommand),
+    /// Seeds x (ARLAS run, --opponents latest ablation, paired evaluations), then one summary.
+    Experiment(cli::experiment::ExperimentArgs),
     /// Measure speed: the game, sampling and training.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -90,6 +92,7 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => cli::train::train(*args),
         Command::Demo(args) => cli::train::demo(args),
         Command::Eval(args) => cli::eval::eval(args),
+        Command::Experiment(args) => cli::experiment::run(args),
         Command::Coordinator(args) => cli::coordinator::run(*args),
         Command::Learner(args) => cli::learner::run(*args),
         Command::Actor(args) => cli::actor::run(*args),

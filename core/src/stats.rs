@@ -106,6 +106,31 @@ impl PairedDifference {
                 (false, false) => neither += 1,
             }
         }
+        Self::from_counts(both, only_a, only_b, neither)
+    }
+
+    /// The pairs of several comparisons taken together (e.g. the seeds of an experiment).
+    pub fn pooled<'a>(parts: impl IntoIterator<Item = &'a PairedDifference>) -> Self {
+        let (mut both, mut only_a, mut only_b, mut neither) = (0u64, 0u64, 0u64, 0u64);
+        for d in parts {
+            let (x, a, b, y) = d.counts();
+            both += x;
+            only_a += a;
+            only_b += b;
+            neither += y;
+        }
+        Self::from_counts(both, only_a, only_b, neither)
+    }
+
+    /// The pairs as (both, only a, only b, neither).
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
+        let both = self.a.count.saturating_sub(self.only_a);
+        let neither = self.a.n.saturating_sub(both + self.only_a + self.only_b);
+        (both, self.only_a, self.only_b, neither)
+    }
+
+    /// From the four counts of the pairs' outcomes.
+    pub fn from_counts(both: u64, only_a: u64, only_b: u64, neither: u64) -> Self {
         let n = both + only_a + only_b + neither;
         let (a, b) = (
             Proportion::new(both + only_a, n),
@@ -219,6 +244,16 @@ mod tests {
         assert!(d.significant());
         // McNemar exact on 12 vs 2: 2 * P(X <= 2 | 14, 1/2) = 2 * 106 / 16384.
         assert!((d.mcnemar_p - 2.0 * 106.0 / 16384.0).abs() < 1e-12, "{d:?}");
+    }
+
+    #[test]
+    fn pooled_parts_are_the_pairs_taken_together() {
+        let first = PairedDifference::from_counts(20, 7, 1, 12);
+        let second = PairedDifference::from_counts(16, 5, 1, 18);
+        assert_eq!(first.counts(), (20, 7, 1, 12));
+        let pooled = PairedDifference::pooled([&first, &second]);
+        assert_eq!(pooled, PairedDifference::from_counts(36, 12, 2, 30));
+        assert!(close(pooled.difference, 0.125), "{pooled:?}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod bench_join;
 pub mod config_reference;
 pub mod coordinator;
 pub mod eval;
+pub mod experiment;
 pub mod game;
 pub mod learner;
 pub mod logging;
