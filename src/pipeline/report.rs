@@ -2,6 +2,7 @@
 //! evaluation.
 
 use arlas_actor::EvalRates;
+use arlas_core::stats::Proportion;
 use arlas_game::Player;
 
 use super::Pipeline;
@@ -22,12 +23,40 @@ fn series<'a>(
             .filter_map(value)
             .map(|(i, v)| (f64::from(i), v))
             .collect(),
+        intervals: Vec::new(),
+    }
+}
+
+/// A rate per iteration with its 95% interval (none for records written before rates
+/// carried their counts).
+fn rate_series<'a>(
+    records: &'a [Record],
+    name: &str,
+    value: impl Fn(&'a Record) -> Option<(u32, Proportion)>,
+) -> Series {
+    let rates: Vec<(f64, Proportion)> = records
+        .iter()
+        .filter_map(value)
+        .map(|(i, p)| (f64::from(i), p))
+        .collect();
+    Series {
+        name: name.to_string(),
+        points: rates.iter().map(|(x, p)| (*x, p.rate)).collect(),
+        intervals: rates
+            .iter()
+            .filter(|(_, p)| p.n > 0)
+            .map(|(x, p)| (*x, p.low, p.high))
+            .collect(),
     }
 }
 
 /// A rate of the held-out evaluations.
-fn eval_series(records: &[Record], name: &str, rate: impl Fn(&Eval) -> Option<f64>) -> Series {
-    series(records, name, |r| match r {
+fn eval_series(
+    records: &[Record],
+    name: &str,
+    rate: impl Fn(&Eval) -> Option<Proportion>,
+) -> Series {
+    rate_series(records, name, |r| match r {
         Record::Eval(e) => Some((e.iteration, rate(e)?)),
         _ => None,
     })
@@ -38,10 +67,23 @@ fn phase_series(
     records: &[Record],
     name: &str,
     phase: impl Fn(&Iteration) -> Option<&EvalRates>,
-    rate: impl Fn(&EvalRates) -> f64,
+    rate: impl Fn(&EvalRates) -> Proportion,
+) -> Series {
+    rate_series(records, name, |r| match r {
+        Record::Iteration(i) => Some((i.iteration, rate(phase(i)?))),
+        _ => None,
+    })
+}
+
+/// A mean reward of one training phase of each iteration.
+fn reward_series(
+    records: &[Record],
+    name: &str,
+    phase: impl Fn(&Iteration) -> Option<&EvalRates>,
+    reward: impl Fn(&EvalRates) -> f64,
 ) -> Series {
     series(records, name, |r| match r {
-        Record::Iteration(i) => Some((i.iteration, rate(phase(i)?))),
+        Record::Iteration(i) => Some((i.iteration, reward(phase(i)?))),
         _ => None,
     })
 }
@@ -219,19 +261,19 @@ fn charts(records: &[Record]) -> Vec<(String, String, Vec<Series>)> {
         e.report
             .by_attacker
             .get("templates")
-            .map(|r| r.attack_success_rate)
+            .map(|r| r.attack_success)
     };
     vec![
         (
-            "Held-out evaluation".into(),
+            "Held-out evaluation (95% intervals)".into(),
             "rate".into(),
             vec![
                 eval_series(records, "TSR (no attack)", |e| {
-                    Some(e.report.task_success_rate)
+                    Some(e.report.no_attack.task_success)
                 }),
                 eval_series(records, "ASR (templates)", templates),
                 eval_series(records, "ASR (all attackers)", |e| {
-                    Some(e.report.attack_success_rate)
+                    Some(e.report.attack_success)
                 }),
             ],
         ),
@@ -239,13 +281,13 @@ fn charts(records: &[Record]) -> Vec<(String, String, Vec<Series>)> {
             "Training rewards".into(),
             "mean reward".into(),
             vec![
-                phase_series(
+                reward_series(
                     records,
                     "agent (vs population)",
                     |i| i.agent_phase.as_ref(),
                     |r| r.mean_agent_reward,
                 ),
-                phase_series(
+                reward_series(
                     records,
                     "attacker (vs current agent)",
                     |i| i.attacker_phase.as_ref(),
@@ -254,26 +296,26 @@ fn charts(records: &[Record]) -> Vec<(String, String, Vec<Series>)> {
             ],
         ),
         (
-            "Training rates".into(),
+            "Training rates (95% intervals)".into(),
             "rate".into(),
             vec![
                 phase_series(
                     records,
                     "TSR, agent phase",
                     |i| i.agent_phase.as_ref(),
-                    |r| r.task_success_rate,
+                    |r| r.task_success,
                 ),
                 phase_series(
                     records,
                     "ASR, agent phase",
                     |i| i.agent_phase.as_ref(),
-                    |r| r.attack_success_rate,
+                    |r| r.attack_success,
                 ),
                 phase_series(
                     records,
                     "ASR, attacker phase",
                     |i| i.attacker_phase.as_ref(),
-                    |r| r.attack_success_rate,
+                    |r| r.attack_success,
                 ),
             ],
         ),

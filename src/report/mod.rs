@@ -1,5 +1,5 @@
 //! The run report: one self-contained `report.html` with inline SVG plots (TSR and ASR over
-//! iterations, both players' rewards) and the win-rate matrix of the final agent against
+//! iterations with their 95% intervals, both players' rewards) and the win-rate matrix of the final agent against
 //! every attacker. No JavaScript, no external assets: it opens from the run directory.
 
 mod svg;
@@ -131,6 +131,7 @@ mod tests {
                 vec![Series {
                     name: "ASR".into(),
                     points: vec![(0.0, 0.5), (1.0, 0.25)],
+                    intervals: vec![(0.0, 0.2, 0.8), (1.0, 0.1, 0.4)],
                 }],
             )],
             win_rates: vec![WinRateRow {
@@ -145,6 +146,7 @@ mod tests {
         assert!(html.contains("run &lt;1&gt;"));
         assert!(html.contains("<svg"));
         assert!(html.contains("<polyline"));
+        assert_eq!(html.matches("class=\"interval\"").count(), 2);
         assert!(html.contains("attacker-0000"));
         assert!(html.contains("0.300"));
     }

@@ -4,11 +4,13 @@ use std::fmt::Write as _;
 
 use super::escape;
 
-/// One named line: (x, y) points in drawing order.
-#[derive(Debug, Clone)]
+/// One named line: (x, y) points in drawing order, and (x, low, high) intervals drawn as
+/// vertical bars (empty for a series without intervals).
+#[derive(Debug, Clone, Default)]
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    pub intervals: Vec<(f64, f64, f64)>,
 }
 
 const WIDTH: f64 = 720.0;
@@ -21,12 +23,20 @@ const COLOURS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
 ];
 
-/// Renders the series as an inline `<svg>` element. Non-finite points are skipped.
+/// Renders the series as an inline `<svg>` element, each interval as a bar with caps.
+/// Non-finite points and intervals are skipped.
 pub fn line_chart(series: &[Series], x_label: &str, y_label: &str) -> String {
     let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
+    let bars = |s: &Series| {
+        s.intervals
+            .iter()
+            .filter(|(x, lo, hi)| x.is_finite() && lo.is_finite() && hi.is_finite())
+            .flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)])
+            .collect::<Vec<_>>()
+    };
     let all: Vec<(f64, f64)> = series
         .iter()
-        .flat_map(|s| s.points.iter().filter(finite).copied())
+        .flat_map(|s| s.points.iter().filter(finite).copied().chain(bars(s)))
         .collect();
     let (mut x0, mut x1) = bounds(all.iter().map(|p| p.0));
     let (mut y0, mut y1) = bounds(all.iter().map(|p| p.1));
@@ -96,6 +106,20 @@ pub fn line_chart(series: &[Series], x_label: &str, y_label: &str) -> String {
             "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
             points.join(" ")
         );
+        for pair in bars(s).chunks(2) {
+            if let [(x, lo), (_, hi)] = pair {
+                let (x, lo, hi) = (sx(*x), sy(*lo), sy(*hi));
+                let _ = write!(
+                    svg,
+                    "<path class=\"interval\" d=\"M{:.1},{lo:.1}H{:.1}M{x:.1},{lo:.1}V{hi:.1}M{:.1},{hi:.1}H{:.1}\" \
+                     stroke=\"{colour}\" stroke-opacity=\"0.5\" fill=\"none\"/>",
+                    x - 3.0,
+                    x + 3.0,
+                    x - 3.0,
+                    x + 3.0
+                );
+            }
+        }
         for p in &points {
             if let Some((x, y)) = p.split_once(',') {
                 let _ = write!(
