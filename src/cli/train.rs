@@ -283,6 +283,14 @@ pub fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
         );
     }
     println!(
+        "\nTrained minus warm-up on the same episodes (paired, 95% intervals, exact McNemar p):\n"
+    );
+    super::eval::print_comparison(&summary.evaluation.paired);
+    println!(
+        "\n{}",
+        super::eval::effect_sentence(&summary.evaluation.paired)
+    );
+    println!(
         "\nfinished in {:.0} s; report: {}",
         summary.seconds,
         summary.report.display()
