@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use arlas_actor::Diversity;
 use arlas_actor::eval::{Comparison, PairedRates};
 use arlas_core::stats::{PairedDifference, Proportion};
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,13 @@ pub fn seed_dir(out: &Path, seed: u64) -> PathBuf {
 #[derive(Debug, Deserialize)]
 struct EvalFile {
     baseline: Option<BaselineFile>,
+    #[serde(default)]
+    by_attacker: BTreeMap<String, AttackerFile>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AttackerFile {
+    diversity: Option<Diversity>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +120,9 @@ pub struct Summary {
     pub comparisons: Vec<ComparisonSummary>,
     pub verdict: Option<Verdict>,
     pub attacker_curves: Vec<AttackerCurve>,
+    /// How varied each opponent's injections were against the ARLAS agent, per seed: the
+    /// learned attackers next to the templates.
+    pub diversity: BTreeMap<u64, BTreeMap<String, Diversity>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -216,11 +227,20 @@ fn attacker_curve(run: &Path, seed: u64) -> anyhow::Result<AttackerCurve> {
 /// Reads every seed's evaluations and runs under `out` and builds the summary.
 pub fn summarize(out: &Path, seeds: &[u64], binary: String) -> anyhow::Result<Summary> {
     let mut comparisons = Vec::new();
+    let mut diversity = BTreeMap::new();
     for (file, what) in EVALS {
         let mut per_seed = BTreeMap::new();
         for &seed in seeds {
             let path = seed_dir(out, seed).join(file);
             let eval: EvalFile = read_json(&path)?;
+            if file == EVALS[0].0 {
+                let by_opponent: BTreeMap<String, Diversity> = eval
+                    .by_attacker
+                    .iter()
+                    .filter_map(|(name, a)| Some((opponent_name(name), a.diversity?)))
+                    .collect();
+                diversity.insert(seed, by_opponent);
+            }
             let paired = eval
                 .baseline
                 .with_context(|| format!("{} has no baseline", path.display()))?
@@ -253,6 +273,7 @@ pub fn summarize(out: &Path, seeds: &[u64], binary: String) -> anyhow::Result<Su
         verdict: comparisons.first().and_then(verdict),
         comparisons,
         attacker_curves,
+        diversity,
     })
 }
 
@@ -321,6 +342,25 @@ pub fn markdown(s: &Summary) -> String {
         }
         md.push('\n');
     }
+    let _ = writeln!(
+        md,
+        "### Injection diversity against the ARLAS agent (distinct n-grams, self-similarity)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| seed | opponent | injections | distinct-1 | distinct-2 | self-similarity |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    for (seed, by_opponent) in &s.diversity {
+        for (name, d) in by_opponent {
+            let _ = writeln!(
+                md,
+                "| {seed} | {name} | {} | {:.3} | {:.3} | {:.3} |",
+                d.injections, d.distinct_1, d.distinct_2, d.self_similarity
+            );
+        }
+    }
+    md.push('\n');
     let _ = writeln!(
         md,
         "### The attacker's win rate against the frozen agent, per iteration\n"

@@ -11,13 +11,13 @@
 
 use std::collections::HashSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Pairwise similarity is computed over the first this-many injections.
 pub const MAX_PAIRS_ITEMS: usize = 400;
 
 /// Diversity statistics of a set of injections.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Diversity {
     pub injections: usize,
     pub distinct_1: f64,
