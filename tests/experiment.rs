@@ -120,8 +120,14 @@ fn two_seeds_run_the_whole_chain_and_pool_their_pairs() {
     assert_eq!(curves[0]["by_iteration"].as_array().unwrap().len(), 1);
     // Injection diversity of each opponent against the ARLAS agent, learned next to templates.
     let diversity = &summary["diversity"]["3"];
-    assert!(diversity["templates"]["injections"].as_u64().unwrap() > 0, "{diversity}");
-    assert!(diversity["ARLAS attacker"]["distinct_1"].is_number(), "{diversity}");
+    assert!(
+        diversity["templates"]["injections"].as_u64().unwrap() > 0,
+        "{diversity}"
+    );
+    assert!(
+        diversity["ARLAS attacker"]["distinct_1"].is_number(),
+        "{diversity}"
+    );
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("ARLAS (population) minus warm-up"), "{md}");
     assert!(md.contains("| seed 3 | seed 4 | pooled |"), "{md}");

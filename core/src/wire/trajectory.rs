@@ -11,6 +11,15 @@ use crate::trajectory::{Segment, Trajectory};
 /// Largest log-prob accepted: log-probs are ≤ 0; this leaves room for rounding only.
 const MAX_LOGPROB: f32 = 1e-4;
 
+/// Smallest log-prob accepted. A sampled token's log-prob is above ln of the smallest f32
+/// (about -104) at any temperature a rollout uses; this leaves a wide margin and refuses the
+/// absurd values (-3e38) with which one actor could derail a learner's step.
+const MIN_LOGPROB: f32 = -1e4;
+
+/// Largest |reward| accepted: the game's rewards are ±1 less a format-error penalty per
+/// turn; a reward of 1e30 would overflow the group's variance.
+const MAX_ABS_REWARD: f32 = 1e3;
+
 impl From<&Trajectory> for v1::Trajectory {
     fn from(t: &Trajectory) -> Self {
         Self {
@@ -50,11 +59,12 @@ impl TryFrom<v1::Trajectory> for Trajectory {
         let rewards = t.rewards.ok_or(Error::Missing {
             field: "trajectory.rewards",
         })?;
-        if !(rewards.attacker.is_finite() && rewards.agent.is_finite()) {
+        let bounded = |r: f32| r.is_finite() && r.abs() <= MAX_ABS_REWARD;
+        if !(bounded(rewards.attacker) && bounded(rewards.agent)) {
             return Err(Error::invalid(
                 "trajectory.rewards",
                 format!(
-                    "rewards must be finite, got attacker {} agent {}",
+                    "rewards must be finite and within ±{MAX_ABS_REWARD}, got attacker {} agent {}",
                     rewards.attacker, rewards.agent
                 ),
             ));
@@ -172,11 +182,13 @@ fn segments_from_wire(field: &'static str, segments: Vec<v1::Segment>) -> Result
             if let Some(bad) = s
                 .logprobs
                 .iter()
-                .find(|lp| !(lp.is_finite() && **lp <= MAX_LOGPROB))
+                .find(|lp| !(lp.is_finite() && (MIN_LOGPROB..=MAX_LOGPROB).contains(*lp)))
             {
                 return Err(Error::invalid(
                     field,
-                    format!("segment {i} has log-prob {bad}; log-probs are finite and at most 0"),
+                    format!(
+                        "segment {i} has log-prob {bad}; log-probs are finite, at most 0 and at least {MIN_LOGPROB}"
+                    ),
                 ));
             }
             Ok(Segment {
@@ -339,8 +351,16 @@ mod tests {
                 Box::new(|t| t.agent[0].logprobs = vec![0.7]),
             ),
             (
+                "trajectory.agent",
+                Box::new(|t| t.agent[0].logprobs = vec![-3.0e38]),
+            ),
+            (
                 "trajectory.rewards",
                 Box::new(|t| t.rewards.as_mut().unwrap().agent = f32::INFINITY),
+            ),
+            (
+                "trajectory.rewards",
+                Box::new(|t| t.rewards.as_mut().unwrap().attacker = 1.0e30),
             ),
         ];
         assert!(Trajectory::try_from(valid()).is_ok());

@@ -58,7 +58,8 @@ pub fn grpo_token_loss(
     let mut clipped_value = Vec::with_capacity(n);
     let mut clipped = Vec::with_capacity(n);
     for i in 0..n {
-        let ratio = (f64::from(current[i]) - f64::from(behaviour[i])).exp();
+        let log_ratio = f64::from(current[i]) - f64::from(behaviour[i]);
+        let ratio = log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO).exp();
         let a = f64::from(advantages[i]);
         let bounded = ratio.clamp(low, high);
         let is_clipped = bounded * a < ratio * a;
@@ -68,7 +69,9 @@ pub fn grpo_token_loss(
     }
     let behaviour_t = vec_tensor(behaviour, device)?;
     let adv_t = vec_tensor(advantages, device)?;
-    let ratio = (logprobs - &behaviour_t)?.exp()?;
+    let ratio = (logprobs - &behaviour_t)?
+        .clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)?
+        .exp()?;
     let objective = ((ratio * adv_t)? * vec_tensor(&keep, device)?)?;
     let objective = (objective + vec_tensor(&clipped_value, device)?)?;
     let mut loss = objective.neg()?;
@@ -81,6 +84,12 @@ pub fn grpo_token_loss(
     }
     Ok(GrpoTerms { loss, kl, clipped })
 }
+
+/// The largest |log ratio| of a token's current and behaviour log-probs that enters the
+/// loss: beyond it the ratio is held (and passes no gradient). An honest behaviour log-prob
+/// is within a few nats of the current one; a hostile or corrupt one (an actor sending
+/// -1e4) would otherwise overflow `exp` and make the whole step non-finite.
+const MAX_LOG_RATIO: f64 = 20.0;
 
 /// SFT's token loss: the negative log-likelihood of each scored token.
 pub fn sft_token_loss(logprobs: &Tensor) -> Result<Tensor> {
@@ -144,6 +153,34 @@ mod tests {
         let expected = [-0.2f32, 0.001_666_7, -0.006_666_7, 0.241_666_7, -0.065];
         for (got, want) in g.iter().zip(expected) {
             assert!((got - want).abs() < 1e-5, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn an_absurd_behaviour_logprob_leaves_the_loss_and_gradient_finite() {
+        let var = Var::from_vec(vec![-1.0f32, -1.0, -2.0], 3, &Device::Cpu).unwrap();
+        let coefficients = GrpoCoefficients {
+            clip_low: 0.1,
+            clip_high: 0.3,
+            kl_coef: 0.05,
+        };
+        for advantages in [[1.0f32, -1.0, 0.5], [-1.0, 1.0, -0.5]] {
+            let terms = grpo_token_loss(
+                var.as_tensor(),
+                &[-1.0e4, -3.0e38, -2.0],
+                Some(&[-1.0, -1.0, -2.0]),
+                &advantages,
+                coefficients,
+            )
+            .unwrap();
+            let loss = terms.loss.sum_all().unwrap();
+            assert!(
+                loss.to_scalar::<f32>().unwrap().is_finite(),
+                "{advantages:?}"
+            );
+            let g = loss.backward().unwrap();
+            let g = g.get(var.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+            assert!(g.iter().all(|x| x.is_finite()), "{advantages:?}: {g:?}");
         }
     }
 
