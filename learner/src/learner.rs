@@ -218,7 +218,7 @@ impl Learner {
         let oldest = self.version.saturating_sub(self.config.max_staleness);
         let fresh: Vec<Trajectory> = trajectories
             .iter()
-            .filter(|t| t.version(self.player) >= oldest)
+            .filter(|t| (oldest..=self.version).contains(&t.version(self.player)))
             .cloned()
             .collect();
         let dropped_stale = trajectories.len() - fresh.len();

@@ -203,6 +203,14 @@ impl Intake {
         if self.dedupe.contains(lease, sequence) {
             return Verdict::Duplicate;
         }
+        let played = trajectory.version(self.config.player);
+        if played > self.version {
+            return Verdict::Stale(format!(
+                "played by {} version {played}, which this learner (at version {}) never \
+                 published",
+                self.config.player, self.version
+            ));
+        }
         let lag = self.staleness(&trajectory);
         if lag > self.config.max_staleness {
             return Verdict::Stale(format!(
@@ -368,8 +376,12 @@ mod tests {
             i.submit(s, "a", 2, trajectory(1, 2)),
             Verdict::Stale(r) if r.contains("3 versions behind")
         ));
+        assert!(matches!(
+            i.submit(s, "a", 4, trajectory(1, 6)),
+            Verdict::Stale(r) if r.contains("never published")
+        ));
         assert_eq!(i.submit(s, "a", 3, trajectory(1, 3)), Verdict::Accepted);
-        assert_eq!(i.submit(s, "b", 1, trajectory(2, 9)), Verdict::Accepted);
+        assert_eq!(i.submit(s, "b", 1, trajectory(2, 4)), Verdict::Accepted);
         assert!(matches!(
             i.submit(s, "b", 2, trajectory(2, 5)),
             Verdict::Overflow(_)
