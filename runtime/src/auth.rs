@@ -82,12 +82,14 @@ fn warn_if_shared(path: &Path) {
 #[cfg(not(unix))]
 fn warn_if_shared(_path: &Path) {}
 
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// Compares in a time that depends only on the expected token's length: no early exit on
+/// the first differing byte, nor on a presented token of another length.
+fn constant_time_eq(expected: &[u8], presented: &[u8]) -> bool {
+    let mut diff = u8::from(expected.len() != presented.len());
+    for (i, x) in expected.iter().enumerate() {
+        diff |= x ^ presented.get(i).copied().unwrap_or(0);
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    diff == 0
 }
 
 /// Refuses a non-loopback listen address without a token.
@@ -173,6 +175,16 @@ mod tests {
             r.metadata_mut().insert("authorization", a.parse().unwrap());
         }
         r
+    }
+
+    #[test]
+    fn tokens_compare_equal_only_when_identical() {
+        assert!(constant_time_eq(b"abcd", b"abcd"));
+        assert!(!constant_time_eq(b"abcd", b"abc"));
+        assert!(!constant_time_eq(b"abcd", b"abcd\0"));
+        assert!(!constant_time_eq(b"abc\0", b"abc"));
+        assert!(!constant_time_eq(b"abcd", b"abce"));
+        assert!(!constant_time_eq(b"abcd", b""));
     }
 
     #[test]
