@@ -40,6 +40,9 @@ enum Command {
     UploadWriter(Reply<BlobWriter>),
     Publish(PublishHeader, Option<StagedBlob>, Reply<Published>),
     Blob(BlobId, Reply<(BlobRef, PathBuf)>),
+    /// Makes the state thread panic (tests of the watchdog).
+    #[cfg(test)]
+    Panic,
 }
 
 /// The async handle to the coordinator's state.
@@ -56,19 +59,25 @@ impl std::fmt::Debug for Command {
 }
 
 impl CoordinatorHandle {
-    /// Moves `state` onto its own thread and returns the handle and the thread (which ends
-    /// after the last handle is dropped).
-    pub fn spawn(state: CoordinatorState) -> Result<(Self, std::thread::JoinHandle<()>)> {
+    /// Moves `state` onto its own thread and returns the handle, the thread (which ends
+    /// after the last handle is dropped) and its end: `true` when it ended in a panic.
+    pub fn spawn(
+        state: CoordinatorState,
+    ) -> Result<(Self, std::thread::JoinHandle<()>, oneshot::Receiver<bool>)> {
         let (commands, inbox) = mpsc::channel();
         let (views_tx, views) = watch::channel(state.view());
+        let (ended_tx, ended) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("coordinator-state".into())
-            .spawn(move || run(state, &inbox, &views_tx))
+            .spawn(move || {
+                let _ended = Ended(Some(ended_tx));
+                run(state, &inbox, &views_tx);
+            })
             .map_err(|e| Error::Serve {
                 what: "the coordinator state thread".into(),
                 reason: e.to_string(),
             })?;
-        Ok((Self { commands, views }, thread))
+        Ok((Self { commands, views }, thread, ended))
     }
 
     async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
@@ -142,6 +151,17 @@ impl CoordinatorHandle {
 
     pub async fn blob(&self, id: BlobId) -> Result<(BlobRef, PathBuf)> {
         self.call(|r| Command::Blob(id, r)).await
+    }
+}
+
+/// Tells, when the state thread ends however it ends, whether it was a panic.
+struct Ended(Option<oneshot::Sender<bool>>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(std::thread::panicking());
+        }
     }
 }
 
@@ -222,6 +242,8 @@ fn handle(state: &mut CoordinatorState, command: Command) {
         Command::Blob(id, reply) => {
             let _ = reply.send(state.blob(&id));
         }
+        #[cfg(test)]
+        Command::Panic => panic!("a test asked the state thread to panic"),
     }
 }
 
@@ -234,5 +256,40 @@ fn update_gauges(state: &CoordinatorState) {
     for player in Player::ALL {
         gauge!(names::POLICY_VERSION, "player" => player.name())
             .set(view.version(player).version as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::service::config::CoordinatorConfig;
+
+    fn spawn(
+        dir: &std::path::Path,
+    ) -> (
+        CoordinatorHandle,
+        std::thread::JoinHandle<()>,
+        oneshot::Receiver<bool>,
+    ) {
+        let config = CoordinatorConfig {
+            seed: Some(7),
+            ..CoordinatorConfig::default()
+        };
+        CoordinatorHandle::spawn(CoordinatorState::open(dir, config).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_state_thread_tells_a_panic_from_a_normal_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (handle, thread, ended) = spawn(tmp.path());
+        handle.commands.send(Command::Panic).unwrap();
+        assert!(thread.join().is_err());
+        assert_eq!(ended.blocking_recv(), Ok(true));
+
+        let (handle, thread, ended) = spawn(tmp.path());
+        drop(handle);
+        thread.join().unwrap();
+        assert_eq!(ended.blocking_recv(), Ok(false));
     }
 }

@@ -84,13 +84,29 @@ pub async fn run(
             return Ok(());
         }
     };
-    let (handle, state_thread) = CoordinatorHandle::spawn(state)?;
+    let (handle, state_thread, state_ended) = CoordinatorHandle::spawn(state)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<CoordinatorServer<CoordinatorService>>()
         .await;
     health.set_service_status("", ServingStatus::Serving).await;
+    // A panic on the state thread leaves every command unanswerable: say so to probes.
+    let (watch_health, watch_ready) = (health.clone(), endpoints.ready.clone());
+    tokio::spawn(async move {
+        if state_ended.await == Ok(true) {
+            tracing::error!(
+                "the coordinator's state thread panicked: health is NOT_SERVING; restart the coordinator (its data directory is consistent)"
+            );
+            let _ = watch_ready.send(false);
+            watch_health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            watch_health
+                .set_not_serving::<CoordinatorServer<CoordinatorService>>()
+                .await;
+        }
+    });
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(arlas_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
