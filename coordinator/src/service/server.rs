@@ -11,10 +11,11 @@ use arlas_proto::v1::coordinator_server::CoordinatorServer;
 use arlas_runtime::auth::{RequireToken, Token};
 use arlas_runtime::serve::{RoleEndpoints, grpc_server, serve_with_grace};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use super::config::CoordinatorConfig;
 use super::grpc::CoordinatorService;
@@ -91,22 +92,6 @@ pub async fn run(
         .set_serving::<CoordinatorServer<CoordinatorService>>()
         .await;
     health.set_service_status("", ServingStatus::Serving).await;
-    // A panic on the state thread leaves every command unanswerable: say so to probes.
-    let (watch_health, watch_ready) = (health.clone(), endpoints.ready.clone());
-    tokio::spawn(async move {
-        if state_ended.await == Ok(true) {
-            tracing::error!(
-                "the coordinator's state thread panicked: health is NOT_SERVING; restart the coordinator (its data directory is consistent)"
-            );
-            let _ = watch_ready.send(false);
-            watch_health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            watch_health
-                .set_not_serving::<CoordinatorServer<CoordinatorService>>()
-                .await;
-        }
-    });
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(arlas_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -120,6 +105,16 @@ pub async fn run(
     let auth = RequireToken::new(config.token.clone());
     let _ = endpoints.ready.send(true);
     tracing::info!(%grpc_addr, data = %config.data_dir.display(), "coordinator ready");
+    // A panic on the state thread leaves every command unanswerable: say so to probes.
+    let (watch_health, watch_ready) = (health.clone(), endpoints.ready.clone());
+    tokio::spawn(async move {
+        if state_ended.await == Ok(true) {
+            tracing::error!(
+                "the coordinator's state thread panicked: health is NOT_SERVING; restart the coordinator (its data directory is consistent)"
+            );
+            not_serving(&watch_health, &watch_ready).await;
+        }
+    });
 
     // Health answers without the token: kubelet gRPC probes cannot send metadata.
     let (signalled_tx, signalled) = oneshot::channel::<()>();
@@ -129,13 +124,7 @@ pub async fn run(
         .add_service(InterceptedService::new(reflection, auth))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), async {
             shutdown.await;
-            let _ = endpoints.ready.send(false);
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            health
-                .set_not_serving::<CoordinatorServer<CoordinatorService>>()
-                .await;
+            not_serving(&health, &endpoints.ready).await;
             let _ = endpoints.stopping.send(true);
             let _ = signalled_tx.send(());
         });
@@ -158,4 +147,15 @@ pub async fn run(
     })?;
     tracing::info!("coordinator stopped");
     Ok(())
+}
+
+/// Not ready and NOT_SERVING, for the whole server and the coordinator service.
+async fn not_serving(health: &HealthReporter, ready: &watch::Sender<bool>) {
+    let _ = ready.send(false);
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health
+        .set_not_serving::<CoordinatorServer<CoordinatorService>>()
+        .await;
 }
