@@ -86,6 +86,66 @@ pub struct BenchEnv {
     /// rayon's pool, which runs the matmuls and arlas's kernels (`RAYON_NUM_THREADS`).
     pub rayon_threads: usize,
     pub arlas_version: String,
+    /// The CPU it ran on (absent in records written before it was recorded).
+    #[serde(default)]
+    pub cpu: CpuInfo,
+}
+
+/// The CPU a benchmark ran on: model, vendor and the instruction sets that matter to the
+/// kernels (from `/proc/cpuinfo`; empty elsewhere).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuInfo {
+    pub model: String,
+    pub vendor: String,
+    /// Of avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512_vnni, avx512_bf16,
+    /// amx_tile, amx_bf16: the ones this CPU has, in that order.
+    pub instruction_sets: Vec<String>,
+}
+
+/// The instruction sets [`CpuInfo`] reports, as `/proc/cpuinfo` names them.
+const INSTRUCTION_SETS: [&str; 10] = [
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_bf16",
+];
+
+impl CpuInfo {
+    /// This machine's CPU.
+    pub fn current() -> Self {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .map(|text| Self::parse(&text))
+            .unwrap_or_default()
+    }
+
+    /// From the text of `/proc/cpuinfo` (its first processor).
+    pub fn parse(cpuinfo: &str) -> Self {
+        let field = |name: &str| {
+            cpuinfo
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim() == name)
+                .map(|(_, v)| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let flags = field("flags");
+        let flags: Vec<&str> = flags.split_whitespace().collect();
+        Self {
+            model: field("model name"),
+            vendor: field("vendor_id"),
+            instruction_sets: INSTRUCTION_SETS
+                .iter()
+                .filter(|s| flags.contains(s))
+                .map(|s| (*s).to_string())
+                .collect(),
+        }
+    }
 }
 
 impl BenchEnv {
@@ -101,6 +161,7 @@ impl BenchEnv {
                 .unwrap_or_else(rayon::current_num_threads),
             rayon_threads: rayon::current_num_threads(),
             arlas_version: env!("CARGO_PKG_VERSION").to_string(),
+            cpu: CpuInfo::current(),
         }
     }
 }
@@ -303,6 +364,28 @@ pub fn run_train_bench(trainer: &mut Trainer, bench: &TrainBench) -> Result<Trai
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_cpu_is_read_off_cpuinfo() {
+        let text = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C\n\
+                    flags\t\t: fpu sse avx2 fma avx512f avx512bw avx512_bf16 amx_tile\n\nprocessor\t: 1\n";
+        let cpu = CpuInfo::parse(text);
+        assert_eq!(cpu.vendor, "GenuineIntel");
+        assert_eq!(cpu.model, "Intel(R) Xeon(R) Platinum 8481C");
+        assert_eq!(
+            cpu.instruction_sets,
+            [
+                "avx2",
+                "fma",
+                "avx512f",
+                "avx512bw",
+                "avx512_bf16",
+                "amx_tile"
+            ]
+        );
+        assert_eq!(CpuInfo::parse(""), CpuInfo::default());
+    }
+
     use super::*;
     use crate::presets::TinyPreset;
 

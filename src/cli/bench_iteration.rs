@@ -161,6 +161,7 @@ pub fn run(args: IterationBenchArgs) -> anyhow::Result<()> {
         "attacker_version": iteration.attacker_version,
         "arlas": env!("CARGO_PKG_VERSION"),
         "commit": env!("ARLAS_COMMIT"),
+        "cpu": arlas_policy::bench::CpuInfo::current(),
     });
     super::bench::print_report(&out, args.json)
 }

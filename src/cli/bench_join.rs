@@ -138,6 +138,7 @@ pub fn run(args: JoinBenchArgs) -> anyhow::Result<()> {
         "populations": per_size,
         "arlas": env!("CARGO_PKG_VERSION"),
         "commit": env!("ARLAS_COMMIT"),
+        "cpu": arlas_policy::bench::CpuInfo::current(),
     });
     super::bench::print_report(&out, args.json)
 }
