@@ -80,8 +80,8 @@ impl PayoffMatrix {
             .cells
             .entry((agent_version, attacker.to_string()))
             .or_default();
-        tally.games += games.games;
-        tally.attacker_wins += games.attacker_wins;
+        tally.games = tally.games.saturating_add(games.games);
+        tally.attacker_wins = tally.attacker_wins.saturating_add(games.attacker_wins);
     }
 
     /// The tally of one cell (zero if never played).

@@ -224,7 +224,7 @@ fn handle(state: &mut CoordinatorState, command: Command) {
             let _ = reply.send(state.assign_opponents(&lease, agent_version, count, now));
         }
         Command::ReportResults(lease, results, reply) => {
-            let _ = reply.send(state.report_results(&lease, &results, now));
+            let _ = reply.send(state.report_results(&lease, &results, now).map(|_| ()));
         }
         Command::CheckPublish(header, reply) => {
             let _ = reply.send(state.check_publish(&header, now));

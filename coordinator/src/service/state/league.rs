@@ -6,8 +6,12 @@ use std::time::Instant;
 use arlas_core::{LeaseId, MatchResult, Member, Role};
 
 use super::CoordinatorState;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::league::OpponentRule;
+
+/// The most games one reported result may count: far more than an actor plays between two
+/// reports, far less than what could overflow a tally.
+pub const MAX_GAMES_PER_RESULT: u64 = 1 << 24;
 
 impl CoordinatorState {
     /// Every population member in joining order.
@@ -58,14 +62,42 @@ impl CoordinatorState {
         Ok(ids.iter().filter_map(|id| self.member_view(id)).collect())
     }
 
-    /// Adds results to the payoff matrix and saves it.
+    /// Adds an actor's results to the payoff matrix and saves it. A batch with a count no
+    /// report can hold is refused whole (nothing is recorded); a result naming no population
+    /// member or an agent version not yet published (after the coordinator's state was
+    /// restored from an older copy, say) is left out with a warning, and the rest recorded.
+    /// Returns how many results were left out.
     pub fn report_results(
         &mut self,
         lease: &LeaseId,
         results: &[MatchResult],
         now: Instant,
-    ) -> Result<()> {
-        self.leases.role(lease, now)?;
-        self.league.record(results)
+    ) -> Result<usize> {
+        self.leases.require(lease, Role::Actor, now)?;
+        if let Some(r) = results.iter().find(|r| r.games > MAX_GAMES_PER_RESULT) {
+            return Err(Error::invalid(
+                "results.games",
+                format!(
+                    "{} games in one result; at most {MAX_GAMES_PER_RESULT}",
+                    r.games
+                ),
+            ));
+        }
+        let current = self.record.agent.version;
+        let (known, unknown): (Vec<MatchResult>, Vec<MatchResult>) =
+            results.iter().cloned().partition(|r| {
+                r.agent_version <= current && self.league.population().get(&r.attacker_id).is_ok()
+            });
+        if let Some(r) = unknown.first() {
+            tracing::warn!(
+                left_out = unknown.len(),
+                attacker = %r.attacker_id,
+                agent_version = r.agent_version,
+                current,
+                "results for an unknown member or an unpublished agent version were left out"
+            );
+        }
+        self.league.record(&known)?;
+        Ok(unknown.len())
     }
 }

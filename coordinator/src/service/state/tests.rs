@@ -369,11 +369,43 @@ fn opponents_come_from_the_population_for_actors_only() {
             now,
         )
         .unwrap();
+    // An absurd count, or results from a learner, are refused whole and change nothing;
+    // results naming no member or a version never published are left out of the batch.
+    let result = |agent_version, attacker_id: &str, games| MatchResult {
+        agent_version,
+        attacker_id: attacker_id.to_string(),
+        games,
+        attacker_wins: 0,
+    };
+    let good = || result(0, &members[0].id, 1);
+    let current = state.record.agent.version;
+    for (bad, from) in [
+        (result(0, &members[0].id, u64::MAX), &actor),
+        (good(), &lease),
+    ] {
+        assert!(
+            state
+                .report_results(from, &[good(), bad.clone()], now)
+                .is_err(),
+            "{bad:?}"
+        );
+    }
+    for unknown in [
+        result(0, "attacker-9999", 1),
+        result(current + 1, &members[0].id, 1),
+    ] {
+        let left_out = state
+            .report_results(&actor, &[good(), unknown], now)
+            .unwrap();
+        assert_eq!(left_out, 1);
+    }
     drop(state);
     let state = CoordinatorState::open(tmp.path(), config()).unwrap();
+    let cell = state.league.payoff().get(0, &members[0].id);
     assert_eq!(
-        state.league.payoff().get(0, &members[0].id).attacker_wins,
-        3
+        (cell.games, cell.attacker_wins),
+        (6, 3),
+        "two good results added"
     );
 }
 
