@@ -75,6 +75,11 @@ pub fn grpo_token_loss(
     let objective = ((ratio * adv_t)? * vec_tensor(&keep, device)?)?;
     let objective = (objective + vec_tensor(&clipped_value, device)?)?;
     let mut loss = objective.neg()?;
+    if behaviour.iter().any(|b| !b.is_finite()) {
+        // Not a log-prob at all: the step must not run (the trainer skips a non-finite
+        // loss), rather than train on a ratio the bound above made up.
+        loss = (loss + f64::NAN)?;
+    }
     let mut kl = vec![0.0f32; n];
     if let Some(reference) = reference {
         let diff = (vec_tensor(reference, device)? - logprobs)?;
