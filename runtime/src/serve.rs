@@ -109,7 +109,21 @@ pub fn grpc_server() -> tonic::transport::Server {
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        // A peer that vanished (a killed pod, a half-open connection) is found within
+        // ~40 s and its connection closed, so its streams end and give back what they held
+        // (a learner's credits); clients ping too (client.rs).
+        .http2_keepalive_interval(Some(SERVER_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(SERVER_KEEPALIVE_TIMEOUT))
+        // A role's clients open a handful of streams each; one connection may not open
+        // thousands to hold a server's memory.
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
 }
+
+/// How often a server pings an idle connection, and how long it waits for the answer.
+const SERVER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const SERVER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Concurrent HTTP/2 streams one connection may open on a role's server.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 
 #[cfg(test)]
 mod tests {
