@@ -31,13 +31,36 @@ pub struct MetricsEndpoint {
     pub ready: watch::Receiver<bool>,
 }
 
+/// How long one connection may live (a scrape takes milliseconds), and how many may be
+/// open at once: a client that connects and sends nothing cannot hold the endpoint.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    connection_deadline: Duration,
+    max_connections: usize,
+}
+
+const LIMITS: Limits = Limits {
+    connection_deadline: Duration::from_secs(10),
+    max_connections: 64,
+};
+
 /// Serves until `shutdown` completes. Connection errors are logged and never stop the loop.
 pub async fn serve(
     listener: TcpListener,
     endpoint: MetricsEndpoint,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_within(listener, endpoint, shutdown, LIMITS).await;
+}
+
+async fn serve_within(
+    listener: TcpListener,
+    endpoint: MetricsEndpoint,
+    shutdown: impl Future<Output = ()>,
+    limits: Limits,
+) {
     let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
+    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -51,17 +74,23 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let Ok(permit) = open.clone().try_acquire_owned() else {
+                    tracing::debug!("metrics endpoint: too many open connections; closing a new one");
+                    continue;
+                };
                 let endpoint = endpoint.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let service = service_fn(move |req| {
                         let endpoint = endpoint.clone();
                         async move { Ok::<_, Infallible>(respond(&req, &endpoint)) }
                     });
-                    if let Err(e) = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await
-                    {
-                        tracing::debug!(error = %e, "metrics endpoint: connection ended with an error");
+                    let connection =
+                        http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    match tokio::time::timeout(limits.connection_deadline, connection).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::debug!(error = %e, "metrics endpoint: connection ended with an error"),
+                        Err(_) => tracing::debug!("metrics endpoint: connection outlived its deadline; closed"),
                     }
                 });
             }
@@ -128,6 +157,49 @@ fn respond(req: &Request<Incoming>, endpoint: &MetricsEndpoint) -> Response<Full
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_silent_client_is_cut_off_and_cannot_hold_the_endpoint() {
+        let handle = crate::metrics::install("test").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_ready_tx, ready) = watch::channel(true);
+        let limits = Limits {
+            connection_deadline: Duration::from_millis(300),
+            max_connections: 2,
+        };
+        let (stop_tx, stop) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_within(
+            listener,
+            MetricsEndpoint { handle, ready },
+            async {
+                let _ = stop.await;
+            },
+            limits,
+        ));
+        // Two clients connect and say nothing: the endpoint is full...
+        let mut silent = [
+            TcpStream::connect(addr).await.unwrap(),
+            TcpStream::connect(addr).await.unwrap(),
+        ];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let mut buf = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0))),
+            "a connection beyond the limit is closed at once"
+        );
+        // ...until their deadline closes them, and a scrape gets through again.
+        for s in &mut silent {
+            let ended = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+            assert!(ended.is_ok(), "a silent connection outlived its deadline");
+        }
+        assert_eq!(get(addr, "/healthz").await.unwrap().0, 200);
+        stop_tx.send(()).unwrap();
+        server.await.unwrap();
+    }
 
     #[tokio::test]
     async fn serves_metrics_and_readiness_read_only() {
