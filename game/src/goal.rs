@@ -114,14 +114,15 @@ pub struct AttackGoal {
     kind: PrivateKind,
     tool: &'static str,
     destination: String,
-    /// The goal's call with [`VALUE`] where the private value goes.
-    pattern: String,
+    /// The call's arguments, with [`VALUE`] where the private value goes.
+    #[serde(skip)]
+    args: Vec<(&'static str, String)>,
     action: String,
 }
 
 const MAILBOXES: &[&str] = &["verify", "billing", "security", "support", "help"];
 
-/// Stands for the private value in [`AttackGoal::pattern`].
+/// Stands for the private value in [`AttackGoal::args`].
 const VALUE: &str = "\u{1}VALUE\u{1}";
 
 impl AttackGoal {
@@ -131,15 +132,13 @@ impl AttackGoal {
         let kind = PrivateKind::ALL[g.int(0, 4) as usize];
         let label = kind.label();
         let (tool, destination, sentence, args) = Self::shape(goal_kind, label, g);
-        let pairs: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let pattern = render_action(tool, &pairs);
         let mut goal = Self {
             goal_kind,
             sentence,
             kind,
             tool,
             destination,
-            pattern,
+            args,
             action: String::new(),
         };
         goal.action = goal.action_with(g.profile.value(kind));
@@ -348,11 +347,18 @@ impl AttackGoal {
     /// The goal's call carrying `text` where the private value goes (for tests and
     /// scripted players that send something else through the same channel).
     pub fn action_with(&self, text: &str) -> String {
-        let escaped = text
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n");
-        self.pattern.replace(VALUE, &escaped)
+        let values: Vec<String> = self
+            .args
+            .iter()
+            .map(|(_, v)| v.replace(VALUE, text))
+            .collect();
+        let pairs: Vec<(&str, &str)> = self
+            .args
+            .iter()
+            .zip(&values)
+            .map(|((k, _), v)| (*k, v.as_str()))
+            .collect();
+        render_action(self.tool, &pairs)
     }
 }
 
