@@ -18,6 +18,8 @@ use arlas_actor::eval::{Comparison, PairedRates};
 use arlas_core::stats::{PairedDifference, Proportion};
 use serde::{Deserialize, Serialize};
 
+use crate::pipeline::run_dir::read_json;
+
 /// The three paired evaluations of a seed: (file name, what is compared).
 pub const EVALS: [(&str, &str); 3] = [
     ("eval-population.json", "ARLAS (population) minus warm-up"),
@@ -129,13 +131,6 @@ pub struct Summary {
 pub struct RunRecord {
     pub config: serde_json::Value,
     pub versions: serde_json::Value,
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not what was expected", path.display()))
 }
 
 /// A stable name for an opponent across seeds: `templates`, an attack file's name, or the

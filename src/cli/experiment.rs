@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::Context as _;
 use arlas::experiment::{self, seed_dir};
+use arlas::pipeline::run_dir::read_json;
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -160,10 +161,7 @@ fn evaluate(
         baseline.display(),
         args.episodes
     );
-    let config: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("population").join("config.json"))
-            .context("the ARLAS run's config.json")?,
-    )?;
+    let config: serde_json::Value = read_json(&dir.join("population").join("config.json"))?;
     let game = &config["rollout"]["game"];
     let mut cmd = Command::new(exe);
     cmd.arg("eval")
