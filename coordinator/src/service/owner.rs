@@ -174,20 +174,37 @@ fn run(
     update_gauges(&state);
     loop {
         match inbox.recv_timeout(tick) {
-            Ok(command) => handle(&mut state, command),
+            Ok(command) => handle(&mut state, command, views),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         state.expire(Instant::now());
-        if views.borrow().revision != state.revision() {
-            views.send_replace(state.view());
-            update_gauges(&state);
-        }
+        announce(&state, views);
     }
     tracing::debug!("coordinator state thread stopped");
 }
 
-fn handle(state: &mut CoordinatorState, command: Command) {
+/// Publishes the state's view to the watchers if it changed.
+fn announce(state: &CoordinatorState, views: &watch::Sender<RunView>) {
+    if views.borrow().revision != state.revision() {
+        views.send_replace(state.view());
+        update_gauges(state);
+    }
+}
+
+/// Sends `value` once the watchers see the state it describes: a caller told "published"
+/// finds the new version in every view taken after, the watch stream included.
+fn answer<T>(
+    state: &CoordinatorState,
+    views: &watch::Sender<RunView>,
+    reply: Reply<T>,
+    value: Result<T>,
+) {
+    announce(state, views);
+    let _ = reply.send(value);
+}
+
+fn handle(state: &mut CoordinatorState, command: Command, views: &watch::Sender<RunView>) {
     let now = Instant::now();
     // A dropped reply receiver means the rpc was cancelled; the state change stands.
     match command {
@@ -197,23 +214,23 @@ fn handle(state: &mut CoordinatorState, command: Command) {
                 id,
                 ttl: state.lease_ttl(),
             };
-            let _ = reply.send(Ok((lease, state.view())));
+            answer(state, views, reply, Ok((lease, state.view())));
         }
         Command::Heartbeat(lease, reply) => {
             let result = state
                 .heartbeat(&lease, now)
                 .map(|()| (state.lease_ttl(), state.view()));
-            let _ = reply.send(result);
+            answer(state, views, reply, result);
         }
         Command::Deregister(lease, reply) => {
             state.deregister(&lease, now);
-            let _ = reply.send(Ok(()));
+            answer(state, views, reply, Ok(()));
         }
         Command::View(reply) => {
-            let _ = reply.send(Ok(state.view()));
+            answer(state, views, reply, Ok(state.view()));
         }
         Command::Population(reply) => {
-            let _ = reply.send(Ok(state.population()));
+            answer(state, views, reply, Ok(state.population()));
         }
         Command::AssignOpponents {
             lease,
@@ -221,26 +238,31 @@ fn handle(state: &mut CoordinatorState, command: Command) {
             count,
             reply,
         } => {
-            let _ = reply.send(state.assign_opponents(&lease, agent_version, count, now));
+            let value = state.assign_opponents(&lease, agent_version, count, now);
+            answer(state, views, reply, value);
         }
         Command::ReportResults(lease, results, reply) => {
-            let _ = reply.send(state.report_results(&lease, &results, now).map(|_| ()));
+            let value = state.report_results(&lease, &results, now).map(|_| ());
+            answer(state, views, reply, value);
         }
         Command::CheckPublish(header, reply) => {
-            let _ = reply.send(state.check_publish(&header, now));
+            let value = state.check_publish(&header, now);
+            answer(state, views, reply, value);
         }
         Command::UploadWriter(reply) => {
-            let _ = reply.send(state.upload_writer());
+            let value = state.upload_writer();
+            answer(state, views, reply, value);
         }
         Command::Publish(header, staged, reply) => {
             let result = state.publish(&header, staged, now);
             if let Err(e) = &result {
                 tracing::warn!(error = %e, player = header.player.name(), version = header.version, "publish rejected");
             }
-            let _ = reply.send(result);
+            answer(state, views, reply, result);
         }
         Command::Blob(id, reply) => {
-            let _ = reply.send(state.blob(&id));
+            let value = state.blob(&id);
+            answer(state, views, reply, value);
         }
         #[cfg(test)]
         Command::Panic => panic!("a test asked the state thread to panic"),
@@ -291,5 +313,27 @@ mod tests {
         drop(handle);
         thread.join().unwrap();
         assert_eq!(ended.blocking_recv(), Ok(false));
+    }
+
+    /// The watch view is updated before the reply: whoever is told of a change (a
+    /// publish, a registration) and then subscribes sees it. A reply sent first let an
+    /// actor started right after a publish play the version before it.
+    #[test]
+    fn a_reply_comes_after_the_watchers_see_its_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (handle, _thread, _ended) = spawn(tmp.path());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for n in 1..=50 {
+            let (_, view) = runtime
+                .block_on(handle.register(Registration::Learner {
+                    name: format!("learner-{n}"),
+                    url: "http://127.0.0.1:50052".into(),
+                    players: vec![Player::Agent],
+                }))
+                .unwrap();
+            assert_eq!(handle.watch().borrow().revision, view.revision, "after {n}");
+        }
     }
 }
