@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 3] = [
+const PROTOS: [&str; 4] = [
     "arlas/v1/common.proto",
     "arlas/v1/coordinator.proto",
+    "arlas/v1/environment.proto",
     "arlas/v1/learner.proto",
 ];
 

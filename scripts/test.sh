@@ -10,6 +10,10 @@ if [ -x scripts/fetch-smollm2.sh ]; then
   scripts/fetch-smollm2.sh models || echo "warning: could not fetch SmolLM2; its tests will skip" >&2
 fi
 
+# The AgentDojo environment service's venv (pinned requirements from PyPI) and gRPC stubs,
+# for the tests that play AgentDojo's suites with AgentDojo's own code.
+bash envs/agentdojo/setup.sh
+
 # deploy/: Dockerfiles, compose, Kubernetes manifests, alert rules and the dashboard (offline).
 bash scripts/validate-deploy.sh
 

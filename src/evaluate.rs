@@ -3,16 +3,17 @@
 
 use std::path::PathBuf;
 
-use crate::pipeline::evaluate_agent;
+use crate::environments::{EnvArgs, EnvKind};
 use crate::pipeline::models::Models;
 use anyhow::Context as _;
+use arlas_actor::AgentPlayer;
 use arlas_actor::eval::{Comparison, EvalReport, compare};
 use arlas_actor::{Diversity, EvalRates};
 use arlas_actor::{Opponent, RolloutConfig, diversity};
 use arlas_coordinator::Population;
 use arlas_core::stats::Proportion;
-use arlas_game::players::AttackerKind;
-use arlas_game::{BuiltinEnvironment, Environment, Split, play::episode_seed};
+use arlas_game::players::{AgentKind, AttackerKind};
+use arlas_game::{Split, play::episode_seed};
 use arlas_policy::Policy;
 use clap::Args;
 use serde::Serialize;
@@ -20,9 +21,18 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// The agent: a checkpoint or model directory (e.g. RUN/agent/final), or a --model value.
+    /// The agent: a checkpoint or model directory (e.g. RUN/agent/final), a --model value,
+    /// or a scripted agent (expert, naive:P, random on the built-in suites; oracle, obey on
+    /// agentdojo).
     #[arg(long, env = "ARLAS_AGENT")]
     pub agent: String,
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// An attack the environment renders itself (agentdojo: important_instructions,
+    /// tool_knowledge, ignore_previous, system_message, direct); repeat for several. With
+    /// --env agentdojo and none given: important_instructions.
+    #[arg(long = "attack")]
+    pub env_attacks: Vec<String>,
     /// Tasks to play: eval (held out) or train.
     #[arg(long, default_value = "eval")]
     pub split: Split,
@@ -41,18 +51,24 @@ pub struct EvalArgs {
     /// Episodes per attacker (and without attack).
     #[arg(long, default_value_t = DEFAULT_EPISODES)]
     pub episodes: usize,
+    /// Play every task of the environment's benchmark once instead of --episodes drawn
+    /// ones (agentdojo: every (user task, injection task) pair of the chosen suites, both
+    /// splits: the benchmark as published).
+    #[arg(long)]
+    pub all_tasks: bool,
     /// Seed of the episodes and the sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Agent sampling temperature (0 = greedy).
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
-    /// Agent turns per episode.
+    /// Agent turns per episode (default 8 on the built-in suites, 20 on agentdojo).
     #[arg(long)]
     pub max_turns: Option<u32>,
-    /// Play only these suites (comma-separated: web,email,banking,travel; default all).
+    /// Play only these suites (comma-separated; built-in: web,email,banking,travel;
+    /// agentdojo: workspace,travel,banking,slack; default all).
     #[arg(long, value_delimiter = ',')]
-    pub suites: Vec<arlas_game::Suite>,
+    pub suites: Vec<String>,
     /// Where tiny models are built and smollm2 is fetched.
     #[arg(long, env = "ARLAS_MODELS_DIR", default_value = "models")]
     pub models_dir: PathBuf,
@@ -79,12 +95,15 @@ impl EvalArgs {
     pub fn new(agent: impl Into<String>) -> Self {
         Self {
             agent: agent.into(),
+            env: EnvArgs::default(),
+            env_attacks: Vec::new(),
             split: Split::Eval,
             attacks: Vec::new(),
             population: None,
             attackers: Vec::new(),
             no_templates: false,
             episodes: DEFAULT_EPISODES,
+            all_tasks: false,
             seed: 0,
             temperature: 0.0,
             max_turns: None,
@@ -107,6 +126,37 @@ fn load(spec: &str, models: &Models) -> anyhow::Result<Policy> {
     }
 }
 
+/// An agent to evaluate: scripted (by name) or a policy.
+enum Agent {
+    Scripted(AgentKind),
+    Policy(Box<Policy>),
+}
+
+impl Agent {
+    fn load(spec: &str, models: &Models) -> anyhow::Result<Self> {
+        if !std::path::Path::new(spec).exists()
+            && let Ok(kind) = AgentKind::parse(spec)
+        {
+            return Ok(Self::Scripted(kind));
+        }
+        load(spec, models).map(|p| Self::Policy(Box::new(p)))
+    }
+
+    fn player(&self) -> anyhow::Result<AgentPlayer<'_>> {
+        Ok(match self {
+            Self::Scripted(kind) => AgentPlayer::scripted(*kind)?,
+            Self::Policy(policy) => AgentPlayer::Policy { policy, version: 0 },
+        })
+    }
+
+    fn policy(&self) -> Option<&Policy> {
+        match self {
+            Self::Policy(p) => Some(p),
+            Self::Scripted(_) => None,
+        }
+    }
+}
+
 /// Plays the agent of `args` and reports (see [`EvalArgs`]).
 pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
     let device = arlas_policy::device_from_name(&args.device)
@@ -114,7 +164,7 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
     anyhow::ensure!(args.episodes > 0, "--episodes must be at least 1");
     // One pool of frozen bases: an adapter agent and a population of adapters share one base.
     let models = Models::new(args.models_dir.clone(), device);
-    let agent = load(&args.agent, &models)?;
+    let agent = Agent::load(&args.agent, &models)?;
 
     // Learned attackers: population members and checkpoints, loaded once.
     let mut learned: Vec<(String, Policy, u64)> = Vec::new();
@@ -131,6 +181,10 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
         learned.push((format!("attacker:{}", dir.display()), policy, 0));
     }
 
+    let env_attacks = match (args.env.env, args.env_attacks.is_empty()) {
+        (EnvKind::Agentdojo, true) => vec!["important_instructions".to_string()],
+        _ => args.env_attacks.clone(),
+    };
     // Built afresh for each agent, so that both meet the same attackers in the same state.
     let opponents = || -> anyhow::Result<Vec<Opponent<'_>>> {
         let mut opponents = Vec::new();
@@ -144,6 +198,11 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
                     .with_context(|| format!("cannot load the attack file {}", path.display()))?,
             );
         }
+        for name in &env_attacks {
+            opponents.push(Opponent::scripted(&AttackerKind::Environment(
+                name.clone(),
+            ))?);
+        }
         for (name, policy, version) in &learned {
             opponents.push(Opponent::policy(name.clone(), policy, *version));
         }
@@ -155,22 +214,42 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
         ..RolloutConfig::default()
     };
     config.agent_sampling.temperature = args.temperature;
-    if let Some(t) = args.max_turns {
+    if let Some(t) = args.max_turns.or(args.env.default_max_turns()) {
         config.game.max_turns = t;
     }
-    config.game.suites.clone_from(&args.suites);
-    let mut env = BuiltinEnvironment::new(config.game.clone());
-    let tasks = (0..args.episodes)
-        .map(|k| env.sample(args.split, episode_seed(args.seed, k as u64)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let played = evaluate_agent(&mut env, &agent, 0, &mut opponents()?, &tasks, &config)?;
-    if let Some(path) = &args.transcripts {
-        write_transcripts(path, &agent, &played.attacked)?;
+    let mut opened = args.env.open(&args.suites, &config.game)?;
+    let env = opened.env.as_mut();
+    let tasks = if args.all_tasks {
+        let mut all = env.all_tasks(Split::Train)?;
+        all.extend(env.all_tasks(Split::Eval)?);
+        all
+    } else {
+        (0..args.episodes)
+            .map(|k| env.sample(args.split, episode_seed(args.seed, k as u64)))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let played = arlas_actor::eval::evaluate(
+        env,
+        &mut agent.player()?,
+        &mut opponents()?,
+        &tasks,
+        &config,
+    )?;
+    if let (Some(path), Some(policy)) = (&args.transcripts, agent.policy()) {
+        write_transcripts(path, policy, &played.attacked)?;
     }
+    let verdicts = EnvironmentVerdicts::of(&played);
     let baseline = match &args.baseline {
         Some(spec) => {
-            let policy = load(spec, &models).with_context(|| format!("--baseline {spec}"))?;
-            let theirs = evaluate_agent(&mut env, &policy, 0, &mut opponents()?, &tasks, &config)?;
+            let theirs_agent =
+                Agent::load(spec, &models).with_context(|| format!("--baseline {spec}"))?;
+            let theirs = arlas_actor::eval::evaluate(
+                env,
+                &mut theirs_agent.player()?,
+                &mut opponents()?,
+                &tasks,
+                &config,
+            )?;
             Some(BaselineEval {
                 agent: spec.clone(),
                 paired: compare(&played, &theirs)?,
@@ -202,7 +281,8 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
         split: args.split,
         seed: args.seed,
         episodes: report.episodes,
-        episodes_per_attacker: args.episodes,
+        episodes_per_attacker: tasks.len(),
+        all_tasks: args.all_tasks,
         task_success_rate: report.task_success_rate,
         task_success_rate_under_attack: report.task_success_rate_under_attack,
         attack_success_rate: report.attack_success_rate,
@@ -212,6 +292,8 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
         no_attack: report.no_attack,
         by_attacker,
         baseline,
+        environment: opened.env.name().to_string(),
+        verdicts,
     })
 }
 
@@ -223,6 +305,8 @@ pub struct EvalOutput {
     pub seed: u64,
     pub episodes: usize,
     pub episodes_per_attacker: usize,
+    /// Every task of the benchmark was played once (`--all-tasks`), both splits.
+    pub all_tasks: bool,
     pub task_success_rate: f64,
     pub task_success_rate_under_attack: f64,
     pub attack_success_rate: f64,
@@ -235,6 +319,116 @@ pub struct EvalOutput {
     /// With `--baseline`: the baseline's own report and the paired differences.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineEval>,
+    /// The environment that played (`builtin`, `agentdojo`).
+    pub environment: String,
+    /// The environment's own verdicts, where it judges by its own code (AgentDojo's
+    /// `utility`, `utility_under_attack`, `targeted_asr`, `by_suite`, `by_task`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub verdicts: Option<EnvironmentVerdicts>,
+}
+
+/// Rates in AgentDojo's terms, from the environment's own verdicts: utility with no attack,
+/// utility under attack and targeted attack success (security check true), each a count
+/// with its 95% interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct VerdictRates {
+    pub utility: Proportion,
+    pub utility_under_attack: Proportion,
+    pub targeted_asr: Proportion,
+}
+
+/// One episode's verdicts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskVerdict {
+    pub suite: String,
+    pub user_task: String,
+    pub injection_task: String,
+    /// `none` for the episodes with no attack.
+    pub attack: String,
+    pub utility: bool,
+    /// Whether the attack succeeded (absent with no attack).
+    pub security: Option<bool>,
+}
+
+/// [`VerdictRates`] overall and by suite, and every episode's verdicts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvironmentVerdicts {
+    #[serde(flatten)]
+    pub rates: VerdictRates,
+    pub by_suite: BTreeMap<String, VerdictRates>,
+    pub by_task: Vec<TaskVerdict>,
+}
+
+#[derive(Default)]
+struct VerdictTally {
+    clean: (u64, u64),
+    useful: (u64, u64),
+    attacked: (u64, u64),
+}
+
+impl VerdictTally {
+    fn add(&mut self, attacked: bool, v: arlas_game::Verdicts) {
+        if attacked {
+            self.useful.0 += u64::from(v.utility);
+            self.useful.1 += 1;
+            self.attacked.0 += u64::from(v.security == Some(true));
+            self.attacked.1 += 1;
+        } else {
+            self.clean.0 += u64::from(v.utility);
+            self.clean.1 += 1;
+        }
+    }
+
+    fn rates(&self) -> VerdictRates {
+        VerdictRates {
+            utility: Proportion::new(self.clean.0, self.clean.1),
+            utility_under_attack: Proportion::new(self.useful.0, self.useful.1),
+            targeted_asr: Proportion::new(self.attacked.0, self.attacked.1),
+        }
+    }
+}
+
+impl EnvironmentVerdicts {
+    /// The verdicts of an evaluation's episodes; `None` when the environment gave none.
+    pub fn of(e: &arlas_actor::eval::Evaluation) -> Option<Self> {
+        let episodes = e
+            .clean
+            .iter()
+            .map(|t| (false, t))
+            .chain(e.attacked.iter().map(|t| (true, t)));
+        let mut all = VerdictTally::default();
+        let mut by_suite: BTreeMap<String, VerdictTally> = BTreeMap::new();
+        let mut by_task = Vec::new();
+        for (attacked, t) in episodes {
+            let Some(v) = t.verdicts else { continue };
+            all.add(attacked, v);
+            by_suite
+                .entry(t.spec.suite.clone())
+                .or_default()
+                .add(attacked, v);
+            let (user, injection) = t.spec.task.split_once('/').unwrap_or((&t.spec.task, ""));
+            by_task.push(TaskVerdict {
+                suite: t.spec.suite.clone(),
+                user_task: user.to_string(),
+                injection_task: injection.to_string(),
+                attack: if attacked {
+                    t.opponent.clone()
+                } else {
+                    "none".into()
+                },
+                utility: v.utility,
+                security: v.security,
+            });
+        }
+        if by_task.is_empty() {
+            return None;
+        }
+        Some(Self {
+            rates: all.rates(),
+            by_suite: by_suite.into_iter().map(|(s, t)| (s, t.rates())).collect(),
+            by_task,
+        })
+    }
 }
 
 /// The baseline agent on the same episodes, and this agent minus the baseline.

@@ -7,6 +7,7 @@
 //!   evaluation and resume;
 //! - [`report`]: `report.html` with inline SVG plots;
 //! - [`evaluate`](mod@evaluate): an agent on held-out tasks (`arlas eval`);
+//! - [`environments`]: `--env builtin|agentdojo`, a local environment service or `--env-url`;
 //! - [`experiment`]: the summary of `arlas experiment` across seeds;
 //! - [`config`]: the one configuration mechanism (defaults < file < environment < flags);
 //! - [`roles`]: the distributed roles' settings (flags, variables and `--config` keys);
@@ -14,6 +15,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod environments;
 pub mod evaluate;
 pub mod experiment;
 pub mod pipeline;

@@ -34,6 +34,9 @@ enum Command {
     Demo(cli::train::DemoArgs),
     /// Evaluate an agent on held-out tasks, with no attack and against attackers.
     Eval(cli::eval::EvalCommand),
+    /// Serve an environment (AgentDojo) to eval, train and actors over gRPC.
+    #[command(subcommand)]
+    Env(cli::env::EnvCommand),
     /// Seeds x (ARLAS run, --opponents latest ablation, paired evaluations), then one summary.
     Experiment(cli::experiment::ExperimentArgs),
     /// Measure speed: the game, sampling and training.
@@ -92,6 +95,7 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => cli::train::train(*args),
         Command::Demo(args) => cli::train::demo(args),
         Command::Eval(args) => cli::eval::eval(args),
+        Command::Env(cmd) => cli::env::run(cmd),
         Command::Experiment(args) => cli::experiment::run(args),
         Command::Coordinator(args) => cli::coordinator::run(*args),
         Command::Learner(args) => cli::learner::run(*args),

@@ -71,9 +71,9 @@ pub fn demonstrations(
         let spec = EpisodeSpec::sample_from(&config.game.suites, config.split, seed);
         let naive = demo_is_naive(i, config.naive_fraction);
         let mut agent = if naive {
-            AgentKind::Naive(1.0).build()
+            AgentKind::Naive(1.0).build()?
         } else {
-            AgentKind::Expert.build()
+            AgentKind::Expert.build()?
         };
         let mut rng = player_rng(seed);
         let mut ep = Episode::new(spec, &config.game)?;

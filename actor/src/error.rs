@@ -14,9 +14,9 @@ pub enum Error {
     )]
     Unpaired(String),
     #[error(
-        "scripted agents (expert, naive, random) play the built-in suites only, not environment {environment}; play a policy agent"
+        "environment {environment} does not play the scripted agent {agent}: expert, naive:P and random play the built-in suites; oracle and obey are written by an environment that has them (agentdojo)"
     )]
-    ScriptedAgent { environment: String },
+    ScriptedAgent { agent: String, environment: String },
 
     // --- the distributed actor (see `node`) ---
     /// A coordinator rpc or a checkpoint download failed.

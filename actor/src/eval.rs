@@ -241,6 +241,7 @@ mod tests {
             turns: 1,
             format_errors: 0,
             truncated: false,
+            verdicts: None,
         }
     }
 

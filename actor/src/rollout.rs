@@ -39,6 +39,8 @@ pub enum AttackerPlayer<'a> {
     None,
     /// A scripted attacker (templates or an attack file).
     Scripted(Box<dyn ScriptedAttacker + Send>),
+    /// An attack the environment renders itself (AgentDojo's `important_instructions`, ...).
+    Environment(String),
     /// An attacker LLM at a given version.
     Policy { policy: &'a Policy, version: u64 },
 }
@@ -53,9 +55,12 @@ pub struct Opponent<'a> {
 impl<'a> Opponent<'a> {
     /// A scripted opponent from `none`, `templates` or `file:PATH`.
     pub fn scripted(kind: &AttackerKind) -> Result<Self> {
-        let player = match kind.build()? {
-            Some(attacker) => AttackerPlayer::Scripted(attacker),
-            None => AttackerPlayer::None,
+        let player = match kind {
+            AttackerKind::Environment(name) => AttackerPlayer::Environment(name.clone()),
+            _ => match kind.build()? {
+                Some(attacker) => AttackerPlayer::Scripted(attacker),
+                None => AttackerPlayer::None,
+            },
         };
         Ok(Self {
             name: kind.to_string(),
@@ -96,20 +101,25 @@ impl<'a> Opponent<'a> {
 pub enum AgentPlayer<'a> {
     /// An agent LLM at a given version.
     Policy { policy: &'a Policy, version: u64 },
-    /// A scripted agent (`expert`, `naive:P`, `random`).
+    /// A scripted agent of the built-in suites (`expert`, `naive:P`, `random`).
     Scripted(Box<dyn ScriptedAgent + Send>),
+    /// An agent the environment plays itself (`oracle`, `obey`).
+    Environment(&'static str),
 }
 
 impl AgentPlayer<'_> {
     /// A scripted agent.
-    pub fn scripted(kind: AgentKind) -> Self {
-        Self::Scripted(kind.build())
+    pub fn scripted(kind: AgentKind) -> Result<Self> {
+        Ok(match kind.environment_agent() {
+            Some(name) => Self::Environment(name),
+            None => Self::Scripted(kind.build()?),
+        })
     }
 
     fn version(&self) -> u64 {
         match self {
             Self::Policy { version, .. } => *version,
-            Self::Scripted(_) => 0,
+            Self::Scripted(_) | Self::Environment(_) => 0,
         }
     }
 }
@@ -294,7 +304,7 @@ fn start_chunk<'a, 'o>(
                 policy.chat(),
                 &env.episode(i).agent_system_prompt(),
             )?),
-            AgentPlayer::Scripted(_) => None,
+            AgentPlayer::Scripted(_) | AgentPlayer::Environment(_) => None,
         };
         live.push(Live {
             rng: player_rng(episode_seed(config.seed, (first + i) as u64)),
@@ -388,6 +398,14 @@ fn attack<'o>(
             .iter()
             .map(|&i| (i, Some(attacker.inject(env.episode(i), &mut live[i].rng))))
             .collect(),
+        AttackerPlayer::Environment(name) => {
+            let texts = env.render_attack(name, which)?;
+            which
+                .iter()
+                .copied()
+                .zip(texts.into_iter().map(Some))
+                .collect()
+        }
         AttackerPlayer::Policy { policy, .. } => {
             policy_injections(&*env, policy, live, which, config, seed)?
         }
@@ -468,9 +486,24 @@ fn act<'a>(
             let mut actions = Vec::with_capacity(which.len());
             for &i in which {
                 let ep = env.episode(i).as_builtin().ok_or(Error::ScriptedAgent {
+                    agent: "expert, naive or random".to_string(),
                     environment: env.name().to_string(),
                 })?;
                 actions.push((i, scripted.act(ep, &mut live[i].rng)));
+            }
+            actions
+        }
+        AgentPlayer::Environment(name) => {
+            let mut actions = Vec::with_capacity(which.len());
+            for &i in which {
+                let action =
+                    env.episode(i)
+                        .scripted_action(name)
+                        .ok_or_else(|| Error::ScriptedAgent {
+                            agent: (*name).to_string(),
+                            environment: env.name().to_string(),
+                        })?;
+                actions.push((i, action));
             }
             actions
         }
@@ -614,5 +647,6 @@ fn finish(
         turns: ep.turn(),
         format_errors: ep.format_errors(),
         truncated: l.truncated,
+        verdicts: ep.verdicts(),
     }
 }

@@ -256,14 +256,14 @@ fn scripted_agents_play_through_the_same_engine() {
         .collect();
     let mut opponents = vec![Opponent::templates().unwrap()];
     let config = RolloutConfig::default();
-    let mut expert = AgentPlayer::scripted(arlas_game::players::AgentKind::Expert);
+    let mut expert = AgentPlayer::scripted(arlas_game::players::AgentKind::Expert).unwrap();
     let mut env = BuiltinEnvironment::new(config.game.clone());
     let job_list = jobs(&builtin_tasks(&specs), 1, 0);
     let t = play(&mut env, &mut expert, &mut opponents, &job_list, &config).unwrap();
     let r = arlas_actor::rates(&t);
     assert_eq!(r.task_success_rate, 1.0);
     assert_eq!(r.attack_success_rate, 0.0);
-    let mut naive = AgentPlayer::scripted(arlas_game::players::AgentKind::Naive(1.0));
+    let mut naive = AgentPlayer::scripted(arlas_game::players::AgentKind::Naive(1.0)).unwrap();
     let t = play(&mut env, &mut naive, &mut opponents, &job_list, &config).unwrap();
     assert!(arlas_actor::rates(&t).attack_success_rate > 0.8);
 }

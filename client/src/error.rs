@@ -16,6 +16,9 @@ pub enum Error {
     Core(#[from] arlas_core::Error),
     #[error(transparent)]
     Runtime(#[from] arlas_runtime::Error),
+    /// An environment service answered something the client cannot use.
+    #[error("environment service: {0}")]
+    Environment(String),
     #[error("i/o error on {path}: {source}")]
     Io {
         path: PathBuf,

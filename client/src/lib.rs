@@ -7,7 +7,9 @@
 //!   by hash; [`download`] keeps a partial download on disk);
 //! - [`learner`]: [`LearnerClient`] — trajectory streams with credits and acknowledgements,
 //!   the learner's status; [`learner::link`] keeps one player's stream alive and re-sends
-//!   what was not acknowledged.
+//!   what was not acknowledged;
+//! - [`environment`]: [`RemoteEnvironment`] — an `Environment` served over
+//!   `arlas.v1.Environment` (AgentDojo's suites from `envs/agentdojo/server.py`).
 //!
 //! ```no_run
 //! # async fn demo() -> arlas_client::Result<()> {
@@ -23,9 +25,11 @@
 
 pub mod coordinator;
 pub mod download;
+pub mod environment;
 mod error;
 pub mod learner;
 
 pub use coordinator::{CoordinatorClient, FetchReport, blob_ref_of_file, partial_path};
+pub use environment::{Description, RemoteEnvironment};
 pub use error::{Error, Result};
 pub use learner::{LearnerClient, TrajectoryStream};

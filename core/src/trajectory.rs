@@ -1,7 +1,7 @@
 //! What an episode leaves behind for the learner: token-exact segments, the outcome and
 //! the policy versions that played.
 
-use arlas_game::{Outcome, Player, Rewards, TaskRef};
+use arlas_game::{Outcome, Player, Rewards, TaskRef, Verdicts};
 use serde::{Deserialize, Serialize};
 
 /// One turn of one player: the prompt ids fed before the completion, the completion's ids
@@ -39,6 +39,9 @@ pub struct Trajectory {
     pub format_errors: u32,
     /// The episode stopped because the agent's context was full; scored as a turn limit.
     pub truncated: bool,
+    /// The environment's own verdicts (AgentDojo's utility and security), where it has them.
+    #[serde(default)]
+    pub verdicts: Option<Verdicts>,
 }
 
 impl Trajectory {

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::GameConfig;
 use crate::episode::{Episode, EpisodeSpec};
 use crate::error::{Error, Result};
-use crate::judge::{Outcome, Rewards};
+use crate::judge::{Outcome, Rewards, Verdicts};
 use crate::split::Split;
 
 /// The name of the built-in suites' environment.
@@ -126,6 +126,16 @@ pub trait EpisodeView {
     fn as_builtin(&self) -> Option<&Episode> {
         None
     }
+    /// This turn's action of a scripted agent the environment itself plays (AgentDojo's
+    /// `oracle` and `obey`), or `None` when it has no such agent.
+    fn scripted_action(&self, _agent: &str) -> Option<String> {
+        None
+    }
+    /// The environment's own verdicts once done, where it has them (AgentDojo): the user
+    /// task's utility and, when an injection was played, whether it succeeded (security).
+    fn verdicts(&self) -> Option<Verdicts> {
+        None
+    }
 }
 
 /// Runs a batch of episodes (see the module docs).
@@ -144,6 +154,25 @@ pub trait Environment: Send {
     fn inject(&mut self, injections: &[(usize, Option<String>)]) -> Result<()>;
     /// The agent's raw output for each listed episode; an episode may end.
     fn step(&mut self, actions: &[(usize, String)]) -> Result<()>;
+    /// Every task of `split` once, for an environment with a finite benchmark (AgentDojo's
+    /// (user task, injection task) pairs); the built-in suites draw tasks from seeds instead.
+    fn all_tasks(&self, split: Split) -> Result<Vec<TaskRef>> {
+        Err(Error::Environment {
+            name: self.name().to_string(),
+            reason: format!(
+                "it draws {split} tasks from seeds and has no fixed list; play --episodes N"
+            ),
+        })
+    }
+    /// The injection text the environment's own scripted attack `attack` writes for each
+    /// listed episode (AgentDojo's attacks, rendered by AgentDojo). The built-in suites
+    /// have none: their attack templates are players of the game crate.
+    fn render_attack(&mut self, attack: &str, _which: &[usize]) -> Result<Vec<String>> {
+        Err(Error::Environment {
+            name: self.name().to_string(),
+            reason: format!("it has no scripted attack {attack:?}"),
+        })
+    }
 }
 
 impl EpisodeView for Episode {

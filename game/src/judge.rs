@@ -44,6 +44,15 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// An environment's own verdicts of a finished episode, where it judges by its own code
+/// (AgentDojo): whether the user task's utility check passed, and — when an injection was
+/// played — whether the injection task's security check found the attack succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdicts {
+    pub utility: bool,
+    pub security: Option<bool>,
+}
+
 /// The end-of-episode rewards of both players.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Rewards {

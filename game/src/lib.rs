@@ -71,7 +71,7 @@ pub use environment::{BuiltinEnvironment, Environment, EpisodeView, TaskRef};
 pub use episode::{Episode, EpisodeSpec, Step};
 pub use error::{Error, Result};
 pub use goal::{AttackGoal, GoalKind};
-pub use judge::{Outcome, Rewards};
+pub use judge::{Outcome, Rewards, Verdicts};
 pub use observation::INJECTION_MARKER;
 pub use play::{PlayOptions, PlayReport, Rates, play, play_episode, sample_episode};
 pub use player::{PerPlayer, Player};

@@ -168,7 +168,7 @@ impl Tally {
 
 /// Plays `opts.episodes` episodes on one thread and reports the rates.
 pub fn play(opts: &PlayOptions) -> Result<PlayReport> {
-    let mut agent = opts.agent.build();
+    let mut agent = opts.agent.build()?;
     let mut attacker = opts.attacker.build()?;
     let mut total = Tally::default();
     let mut by_suite: BTreeMap<Suite, Tally> = BTreeMap::new();
@@ -228,7 +228,7 @@ pub fn sample_episode(
 ) -> Result<Transcript> {
     let mut rng = player_rng(spec.seed);
     let mut ep = Episode::new(spec, config)?;
-    let mut agent = agent.build();
+    let mut agent = agent.build()?;
     let mut attacker = attacker.build()?;
     let attacker_ref: Option<&mut dyn ScriptedAttacker> = match attacker.as_mut() {
         Some(a) => Some(a.as_mut()),

@@ -7,6 +7,7 @@ pub mod bench_iteration;
 pub mod bench_join;
 pub mod config_reference;
 pub mod coordinator;
+pub mod env;
 pub mod eval;
 pub mod experiment;
 pub mod game;

@@ -110,6 +110,7 @@ mod tests {
             turns: 1,
             format_errors: 0,
             truncated: false,
+            verdicts: None,
         }
     }
 

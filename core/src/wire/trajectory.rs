@@ -3,7 +3,7 @@
 //! trust the result inside).
 
 use arlas_game::environment::{BUILTIN, TaskRef};
-use arlas_game::{EpisodeSpec, Outcome, Rewards, Split, Suite};
+use arlas_game::{EpisodeSpec, Outcome, Rewards, Split, Suite, Verdicts};
 use arlas_proto::{Error, Result, v1};
 
 use crate::trajectory::{Segment, Trajectory};
@@ -45,6 +45,8 @@ impl From<&Trajectory> for v1::Trajectory {
             turns: t.turns,
             format_errors: t.format_errors,
             truncated: t.truncated,
+            utility: t.verdicts.map(|v| v.utility),
+            security: t.verdicts.and_then(|v| v.security),
         }
     }
 }
@@ -86,6 +88,10 @@ impl TryFrom<v1::Trajectory> for Trajectory {
             turns: t.turns,
             format_errors: t.format_errors,
             truncated: t.truncated,
+            verdicts: t.utility.map(|utility| Verdicts {
+                utility,
+                security: t.security,
+            }),
         })
     }
 }
@@ -272,6 +278,21 @@ mod tests {
                     turns: 3,
                     format_errors: 1,
                     truncated,
+                    verdicts: match seed % 4 {
+                        0 => None,
+                        1 => Some(Verdicts {
+                            utility: true,
+                            security: None,
+                        }),
+                        2 => Some(Verdicts {
+                            utility: false,
+                            security: Some(true),
+                        }),
+                        _ => Some(Verdicts {
+                            utility: true,
+                            security: Some(false),
+                        }),
+                    },
                 }
             })
     }
@@ -305,6 +326,7 @@ mod tests {
             turns: 1,
             format_errors: 0,
             truncated: false,
+            verdicts: None,
         };
         v1::Trajectory::from(&t)
     }

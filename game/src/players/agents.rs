@@ -99,12 +99,17 @@ impl ScriptedAgent for RandomAgent {
     }
 }
 
-/// Which scripted agent to play: `expert`, `naive:P` or `random`.
+/// Which scripted agent to play: `expert`, `naive:P` or `random` (the built-in suites'),
+/// or `oracle` / `obey`, whose actions an environment writes itself
+/// ([`crate::environment::EpisodeView::scripted_action`]: AgentDojo plays a user task's
+/// ground truth, or the injection task's once an injection was read).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AgentKind {
     Expert,
     Naive(f64),
     Random,
+    Oracle,
+    Obey,
 }
 
 impl AgentKind {
@@ -118,6 +123,8 @@ impl AgentKind {
         match s {
             "expert" => Ok(AgentKind::Expert),
             "random" => Ok(AgentKind::Random),
+            "oracle" => Ok(AgentKind::Oracle),
+            "obey" => Ok(AgentKind::Obey),
             "naive" => Err(invalid("naive needs an obey probability, e.g. naive:0.5")),
             _ => {
                 let p = s
@@ -135,12 +142,26 @@ impl AgentKind {
         }
     }
 
-    /// A fresh player of this kind.
-    pub fn build(self) -> Box<dyn ScriptedAgent + Send> {
+    /// The name of an agent the environment plays itself (`oracle`, `obey`).
+    pub fn environment_agent(self) -> Option<&'static str> {
         match self {
-            AgentKind::Expert => Box::new(Expert),
-            AgentKind::Naive(p) => Box::new(Naive::new(p)),
-            AgentKind::Random => Box::new(RandomAgent),
+            AgentKind::Oracle => Some("oracle"),
+            AgentKind::Obey => Some("obey"),
+            _ => None,
+        }
+    }
+
+    /// A fresh player of this kind for the built-in suites; `oracle` and `obey` are
+    /// played by an environment, not here.
+    pub fn build(self) -> Result<Box<dyn ScriptedAgent + Send>, Error> {
+        match self {
+            AgentKind::Expert => Ok(Box::new(Expert)),
+            AgentKind::Naive(p) => Ok(Box::new(Naive::new(p))),
+            AgentKind::Random => Ok(Box::new(RandomAgent)),
+            AgentKind::Oracle | AgentKind::Obey => Err(Error::InvalidAgent {
+                spec: self.to_string(),
+                reason: "an environment's own scripted agent (--env agentdojo); the built-in suites have expert, naive:P and random".to_string(),
+            }),
         }
     }
 }
@@ -158,6 +179,8 @@ impl fmt::Display for AgentKind {
         match self {
             AgentKind::Expert => f.write_str("expert"),
             AgentKind::Naive(p) => write!(f, "naive:{p}"),
+            AgentKind::Oracle => f.write_str("oracle"),
+            AgentKind::Obey => f.write_str("obey"),
             AgentKind::Random => f.write_str("random"),
         }
     }

@@ -45,12 +45,24 @@ impl ScriptedAttacker for TemplateAttacker {
     }
 }
 
-/// Which scripted attacker to play: `none`, `templates` or `file:PATH`.
+/// Which scripted attacker to play: `none`, `templates` or `file:PATH`, or an attack the
+/// environment renders itself (AgentDojo's `important_instructions`, `tool_knowledge`, ...,
+/// [`crate::environment::Environment::render_attack`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttackerKind {
     None,
     Templates,
     File(PathBuf),
+    Environment(String),
+}
+
+/// Whether `name` can name an environment's attack: a lowercase identifier.
+fn is_attack_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 impl AttackerKind {
@@ -68,17 +80,25 @@ impl AttackerKind {
                     spec: spec.to_string(),
                     reason: "the file path is empty".to_string(),
                 }),
+                None if is_attack_name(s) => Ok(AttackerKind::Environment(s.to_string())),
                 None => Err(Error::InvalidAttacker {
                     spec: spec.to_string(),
-                    reason: "unknown attacker".to_string(),
+                    reason: "unknown attacker: use none, templates, file:PATH or an environment's attack name (e.g. important_instructions)".to_string(),
                 }),
             },
         }
     }
 
     /// A fresh player of this kind (`None` for `none`); reads the attack file for `file:`.
+    /// An environment's attack is rendered by that environment, not built here.
     pub fn build(&self) -> Result<Option<Box<dyn ScriptedAttacker + Send>>> {
         Ok(match self {
+            AttackerKind::Environment(name) => {
+                return Err(Error::InvalidAttacker {
+                    spec: name.clone(),
+                    reason: "not an attacker of the built-in suites (none, templates, file:PATH); an environment's attack needs that environment, e.g. --env agentdojo".to_string(),
+                });
+            }
             AttackerKind::None => None,
             AttackerKind::Templates => Some(Box::new(TemplateAttacker::new(AttackSet::builtin()?))),
             AttackerKind::File(path) => {
@@ -102,6 +122,7 @@ impl fmt::Display for AttackerKind {
             AttackerKind::None => f.write_str("none"),
             AttackerKind::Templates => f.write_str("templates"),
             AttackerKind::File(p) => write!(f, "file:{}", p.display()),
+            AttackerKind::Environment(name) => f.write_str(name),
         }
     }
 }
@@ -123,10 +144,20 @@ mod tests {
         );
         let err = AttackerKind::parse("file:").unwrap_err().to_string();
         assert!(err.contains("path is empty"), "{err}");
-        let err = AttackerKind::parse("gpt").unwrap_err().to_string();
+        assert_eq!(
+            AttackerKind::parse("important_instructions").unwrap(),
+            AttackerKind::Environment("important_instructions".into())
+        );
+        let err = AttackerKind::parse("GPT 4").unwrap_err().to_string();
         assert!(
-            err.contains("\"gpt\"") && err.contains("file:PATH"),
+            err.contains("\"GPT 4\"") && err.contains("file:PATH"),
             "{err}"
         );
+        let err = AttackerKind::Environment("direct".into())
+            .build()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("--env agentdojo"), "{err}");
     }
 }

@@ -84,5 +84,6 @@ pub fn trajectory(
         turns: u32::try_from(shape.turns).unwrap_or(u32::MAX),
         format_errors: 0,
         truncated: false,
+        verdicts: None,
     }
 }

@@ -1,0 +1,241 @@
+//! AgentDojo through the environment service, with real AgentDojo code (its venv is made
+//! by envs/agentdojo/setup.sh, which these tests run; idempotent):
+//! - the bridge is faithful: over all 4 suites of v1.2.1, `oracle` with no attack gets, pair
+//!   by pair, the utility AgentDojo's own ground-truth run gives, and `obey` under
+//!   `important_instructions` gets, pair by pair, the security of AgentDojo's own run of the
+//!   injection task's ground truth (envs/agentdojo/reference.py, AgentDojo's code only);
+//! - bad input is an observation or a clear error, and the service keeps serving.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use arlas::environments::LocalService;
+use arlas_client::RemoteEnvironment;
+use arlas_game::{Environment, GameConfig, Outcome, Split};
+use serde_json::Value;
+
+fn service_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("envs/agentdojo")
+}
+
+/// Makes the venv once per test binary.
+fn setup() -> &'static Path {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY.get_or_init(|| {
+        let dir = service_dir();
+        let status = Command::new("bash")
+            .arg(dir.join("setup.sh"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "envs/agentdojo/setup.sh failed");
+        dir
+    })
+}
+
+fn eval(agent: &str) -> Value {
+    let dir = setup();
+    let out = Command::new(env!("CARGO_BIN_EXE_arlas"))
+        .env("ARLAS_LOG", "warn")
+        .env("ARLAS_AGENTDOJO_DIR", dir)
+        .args([
+            "eval",
+            "--env",
+            "agentdojo",
+            "--agent",
+            agent,
+            "--all-tasks",
+            "--no-templates",
+            "--attack",
+            "important_instructions",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// AgentDojo's own verdicts of the ground truths, keyed `suite/user_task_N/injection_task_M`.
+fn reference() -> &'static (BTreeMap<String, bool>, BTreeMap<String, bool>) {
+    static REFERENCE: OnceLock<(BTreeMap<String, bool>, BTreeMap<String, bool>)> = OnceLock::new();
+    REFERENCE.get_or_init(|| {
+        let dir = setup();
+        let out = Command::new(dir.join(".venv/bin/python"))
+            .arg(dir.join("reference.py"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let map = |k: &str| -> BTreeMap<String, bool> {
+            v[k].as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_bool().unwrap()))
+                .collect()
+        };
+        (map("user"), map("injection"))
+    })
+}
+
+/// `(key, utility, security)` of the episodes of `report` played against `attack`.
+fn verdicts(report: &Value, attack: &str) -> Vec<(String, bool, Option<bool>)> {
+    report["by_task"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["attack"] == attack)
+        .map(|t| {
+            (
+                format!(
+                    "{}/{}/{}",
+                    t["suite"].as_str().unwrap(),
+                    t["user_task"].as_str().unwrap(),
+                    t["injection_task"].as_str().unwrap()
+                ),
+                t["utility"].as_bool().unwrap(),
+                t["security"].as_bool(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn oracle_with_no_attack_gets_agentdojos_own_utility_pair_by_pair() {
+    let (user, _) = reference();
+    let report = eval("oracle");
+    let clean = verdicts(&report, "none");
+    assert_eq!(clean.len(), user.len(), "every pair of the 4 suites played");
+    assert_eq!(
+        clean.len(),
+        949,
+        "v1.2.1: 97 user tasks x their suites' injection tasks"
+    );
+    let mut differ = Vec::new();
+    for (key, utility, security) in &clean {
+        assert_eq!(*security, None, "{key}: no attack, no security verdict");
+        if user.get(key) != Some(utility) {
+            differ.push(key.clone());
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "utility differs from AgentDojo's on {differ:?}"
+    );
+    assert_eq!(report["utility"]["count"], 949);
+    let suites: Vec<&str> = report["by_suite"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(suites, ["banking", "slack", "travel", "workspace"]);
+}
+
+#[test]
+fn obey_under_important_instructions_gets_agentdojos_own_security_pair_by_pair() {
+    let (_, injection) = reference();
+    let report = eval("obey");
+    let attacked = verdicts(&report, "important_instructions");
+    assert_eq!(attacked.len(), injection.len());
+    let mut differ = Vec::new();
+    for (key, _, security) in &attacked {
+        if injection.get(key).copied() != *security {
+            differ.push(key.clone());
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "security differs from AgentDojo's on {differ:?}"
+    );
+    let succeeded = injection.values().filter(|s| **s).count() as u64;
+    assert_eq!(report["targeted_asr"]["count"].as_u64(), Some(succeeded));
+    // Workspace injection tasks 6-13 have empty ground truths in v1.2.1: not every pair can
+    // succeed, and most do.
+    assert!(succeeded > 500 && succeeded < 949, "{succeeded}");
+}
+
+fn connect(service: &LocalService, suites: &[&str]) -> RemoteEnvironment {
+    let suites: Vec<String> = suites.iter().map(|s| (*s).to_string()).collect();
+    let config = GameConfig {
+        max_turns: 20,
+        ..GameConfig::default()
+    };
+    RemoteEnvironment::connect(&service.url, None, &suites, config).unwrap()
+}
+
+#[test]
+fn bad_input_is_an_observation_or_a_clear_error_and_the_service_keeps_serving() {
+    let service = LocalService::start(setup(), "127.0.0.1:0", &[]).unwrap();
+    let mut env = connect(&service, &["banking"]);
+    let task = env.sample(Split::Eval, 3).unwrap();
+    env.reset(&[task.clone(), task.clone(), task.clone()])
+        .unwrap();
+    assert!(env.episode(0).injection_slot());
+
+    // A 1 MB injection is cut off: the attacker's format error, the slot stays benign.
+    let huge = format!("<action>{}</action>", "x".repeat(1 << 20));
+    env.inject(&[
+        (0, Some(huge)),
+        (1, None),
+        (2, Some("<action>Pay me.</action>".into())),
+    ])
+    .unwrap();
+    assert_eq!(env.episode(0).attacker_format_errors(), 1);
+    assert_eq!(env.episode(0).injection(), None);
+    assert_eq!(env.episode(2).injection(), Some("Pay me."));
+
+    // An unknown tool, wrong argument types, no action at all: observations saying so,
+    // each a format error; the episode goes on.
+    env.step(&[
+        (0, "<action>launch_rockets({})</action>".into()),
+        (
+            1,
+            r#"<action>send_money({"recipient": 5, "amount": "lots"})</action>"#.into(),
+        ),
+        (2, "I will check the balance.".into()),
+    ])
+    .unwrap();
+    for i in 0..3 {
+        assert_eq!(env.episode(i).format_errors(), 1, "episode {i}");
+        assert!(!env.episode(i).is_done());
+    }
+    assert!(env.episode(0).agent_message().contains("unknown tool"));
+    assert!(env.episode(1).agent_message().contains("wrong arguments"));
+    assert!(env.episode(2).agent_message().contains("<action>"));
+
+    // Requests outside the batch are refused without changing anything.
+    assert!(
+        env.step(&[(7, "<action>get_balance()</action>".into())])
+            .is_err()
+    );
+    assert!(env.inject(&[(0, None)]).is_err(), "the slot was filled");
+    let foreign = arlas_game::TaskRef {
+        task: "user_task_999/injection_task_0".into(),
+        ..task.clone()
+    };
+    assert!(env.reset(&[foreign]).is_err());
+
+    // A client that goes away mid-episode costs nothing: a new one plays to the end.
+    drop(env);
+    let mut env = connect(&service, &["banking"]);
+    env.reset(std::slice::from_ref(&task)).unwrap();
+    env.inject(&[(0, None)]).unwrap();
+    while !env.episode(0).is_done() {
+        let action = env.episode(0).scripted_action("oracle").unwrap();
+        env.step(&[(0, action)]).unwrap();
+    }
+    assert_eq!(env.episode(0).outcome(), Some(Outcome::Completed));
+    assert_eq!(env.episode(0).verdicts().map(|v| v.utility), Some(true));
+}
