@@ -14,7 +14,9 @@ use arlas_runtime::auth::Token;
 use clap::{Args, ValueEnum};
 
 /// The environments `--env` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EnvKind {
     /// The built-in suites (web, email, banking, travel), in process.
@@ -39,60 +41,107 @@ pub struct EnvArgs {
     pub env_token_file: Option<PathBuf>,
 }
 
-/// An environment and, when started here, the service process behind it (stopped on drop).
-pub struct OpenEnvironment {
-    pub env: Box<dyn Environment>,
-    pub service: Option<LocalService>,
-}
-
 /// AgentDojo's longest ground truth is 18 tool calls and an answer.
 pub const AGENTDOJO_MAX_TURNS: u32 = 20;
 
 impl EnvArgs {
+    /// These flags as settings (no suites: commands take `--suites` themselves).
+    pub fn settings(&self) -> EnvironmentSettings {
+        EnvironmentSettings {
+            kind: self.env,
+            url: self.env_url.clone(),
+            token_file: self.env_token_file.clone(),
+            suites: Vec::new(),
+        }
+    }
+
     /// The turn limit of this environment's episodes when none is given.
     pub fn default_max_turns(&self) -> Option<u32> {
         (self.env == EnvKind::Agentdojo).then_some(AGENTDOJO_MAX_TURNS)
     }
+}
 
-    /// Opens the chosen environment for `suites` (names of its suites; empty = all).
-    pub fn open(&self, suites: &[String], game: &GameConfig) -> anyhow::Result<OpenEnvironment> {
-        match (self.env, &self.env_url) {
-            (EnvKind::Builtin, None) => {
-                let mut game = game.clone();
-                game.suites = suites
-                    .iter()
-                    .map(|s| s.parse::<Suite>())
-                    .collect::<Result<_, _>>()
-                    .context("--suites of the built-in environment")?;
-                Ok(OpenEnvironment {
-                    env: Box::new(BuiltinEnvironment::new(game)),
-                    service: None,
-                })
-            }
-            (_, Some(url)) => {
-                let token = self
-                    .env_token_file
-                    .as_deref()
-                    .map(Token::from_file)
-                    .transpose()?;
-                let env = RemoteEnvironment::connect(url, token.as_ref(), suites, game.clone())
-                    .with_context(|| format!("cannot use the environment service at {url}"))?;
-                Ok(OpenEnvironment {
-                    env: Box::new(env),
-                    service: None,
-                })
-            }
+/// Where a run's episodes are played (`environment` in a run's config.json).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnvironmentSettings {
+    /// builtin or agentdojo.
+    pub kind: EnvKind,
+    /// A running environment service; none: a local one is started (agentdojo).
+    pub url: Option<String>,
+    /// The file holding the service's token.
+    pub token_file: Option<PathBuf>,
+    /// The environment's suites (agentdojo: workspace, travel, banking, slack; empty: all).
+    /// The built-in suites are `rollout.game.suites`.
+    pub suites: Vec<String>,
+}
+
+/// An environment service in use: reached at a URL or started here (stopped on drop).
+pub struct EnvService {
+    kind: EnvKind,
+    url: Option<String>,
+    token: Option<Token>,
+    _local: Option<LocalService>,
+}
+
+impl EnvironmentSettings {
+    /// Starts what the environment needs (a local AgentDojo service unless a URL is given).
+    pub fn start(&self) -> anyhow::Result<EnvService> {
+        let token = self
+            .token_file
+            .as_deref()
+            .map(Token::from_file)
+            .transpose()?;
+        let (url, local) = match (self.kind, &self.url) {
+            (EnvKind::Builtin, None) => (None, None),
+            (_, Some(url)) => (Some(url.clone()), None),
             (EnvKind::Agentdojo, None) => {
-                let service = LocalService::start(&agentdojo_dir(), "127.0.0.1:0", &[])?;
-                let env = RemoteEnvironment::connect(&service.url, None, suites, game.clone())
-                    .context("cannot use the local AgentDojo service")?;
-                Ok(OpenEnvironment {
-                    env: Box::new(env),
-                    service: Some(service),
-                })
+                let local = LocalService::start(&agentdojo_dir(), "127.0.0.1:0", &[])?;
+                (Some(local.url.clone()), Some(local))
             }
-        }
+        };
+        Ok(EnvService {
+            kind: self.kind,
+            url,
+            token,
+            _local: local,
+        })
     }
+}
+
+impl EnvService {
+    /// One environment for `suites` (its suites' names; empty = all; the built-in suites
+    /// take theirs from `game`).
+    pub fn open(
+        &self,
+        suites: &[String],
+        game: &GameConfig,
+    ) -> anyhow::Result<Box<dyn Environment>> {
+        let Some(url) = &self.url else {
+            let mut game = game.clone();
+            if !suites.is_empty() {
+                game.suites = parse_builtin_suites(suites)?;
+            }
+            return Ok(Box::new(BuiltinEnvironment::new(game)));
+        };
+        let env = RemoteEnvironment::connect(url, self.token.as_ref(), suites, game.clone())
+            .with_context(|| {
+                format!(
+                    "cannot use the {:?} environment service at {url}",
+                    self.kind
+                )
+            })?;
+        Ok(Box::new(env))
+    }
+}
+
+/// `--suites` names of the built-in suites.
+pub fn parse_builtin_suites(suites: &[String]) -> anyhow::Result<Vec<Suite>> {
+    suites
+        .iter()
+        .map(|s| s.parse::<Suite>())
+        .collect::<Result<_, _>>()
+        .context("--suites of the built-in environment (web, email, banking, travel)")
 }
 
 /// Where the AgentDojo service lives: `$ARLAS_AGENTDOJO_DIR`, else `envs/agentdojo` of the

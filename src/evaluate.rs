@@ -217,8 +217,9 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
     if let Some(t) = args.max_turns.or(args.env.default_max_turns()) {
         config.game.max_turns = t;
     }
-    let mut opened = args.env.open(&args.suites, &config.game)?;
-    let env = opened.env.as_mut();
+    let service = args.env.settings().start()?;
+    let mut env = service.open(&args.suites, &config.game)?;
+    let env = env.as_mut();
     let tasks = if args.all_tasks {
         let mut all = env.all_tasks(Split::Train)?;
         all.extend(env.all_tasks(Split::Eval)?);
@@ -292,7 +293,7 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
         no_attack: report.no_attack,
         by_attacker,
         baseline,
-        environment: opened.env.name().to_string(),
+        environment: env.name().to_string(),
         verdicts,
     })
 }

@@ -239,3 +239,72 @@ fn bad_input_is_an_observation_or_a_clear_error_and_the_service_keeps_serving() 
     assert_eq!(env.episode(0).outcome(), Some(Outcome::Completed));
     assert_eq!(env.episode(0).verdicts().map(|v| v.utility), Some(true));
 }
+
+/// `arlas train --env agentdojo` end to end on the tiny model: imitation of AgentDojo's own
+/// `oracle`/`obey`, an ARLAS iteration and the evaluations, recorded like a built-in run.
+#[test]
+fn train_runs_end_to_end_on_agentdojo() {
+    let dir = setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_arlas"))
+        .env("ARLAS_LOG", "warn")
+        .env("ARLAS_AGENTDOJO_DIR", dir)
+        .args([
+            "train",
+            "--env",
+            "agentdojo",
+            "--suites",
+            "banking",
+            "--model",
+            "tiny",
+        ])
+        .arg("--models-dir")
+        .arg(tmp.path().join("models"))
+        .arg("--run-dir")
+        .arg(&run)
+        .args([
+            "--iterations",
+            "1",
+            "--tasks-per-iteration",
+            "2",
+            "--group-size",
+            "2",
+        ])
+        .args([
+            "--warmup-episodes",
+            "8",
+            "--warmup-epochs",
+            "1",
+            "--eval-episodes",
+            "2",
+        ])
+        .args(["--max-turns", "4", "--quiet", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["environment"]["kind"], "agentdojo");
+    assert_eq!(
+        config["environment"]["suites"],
+        serde_json::json!(["banking"])
+    );
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let demos: Value = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["kind"] == "demonstrations")
+        .unwrap();
+    // Half the demonstrations obey (every banking injection task's ground truth succeeds
+    // within 4 turns), half are the oracle's (every user task completes).
+    assert_eq!(demos["leaked"], 4, "{demos}");
+    assert_eq!(demos["completed"], 4, "{demos}");
+    assert!(metrics.contains("\"kind\":\"iteration\""));
+    assert!(run.join("eval/final.json").is_file());
+    assert!(run.join("report.html").is_file());
+}

@@ -10,13 +10,13 @@
 
 use arlas_game::attacks::AttackSet;
 use arlas_game::play::{episode_seed, player_rng};
-use arlas_game::players::{AgentKind, ScriptedAttacker, TemplateAttacker};
-use arlas_game::{Episode, EpisodeSpec, GameConfig, Outcome, Split};
+use arlas_game::players::{AgentKind, ScriptedAgent, ScriptedAttacker, TemplateAttacker};
+use arlas_game::{Environment, GameRng, Outcome, Split};
 use arlas_policy::{ChatTemplate, ScoreItem, SftItem};
 use serde::{Deserialize, Serialize};
 
 use crate::conversation::{Conversation, single_turn_prompt};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use arlas_core::concat;
 
 /// What to demonstrate.
@@ -29,7 +29,6 @@ pub struct DemoConfig {
     pub naive_fraction: f64,
     pub split: Split,
     pub seed: u64,
-    pub game: GameConfig,
 }
 
 impl Default for DemoConfig {
@@ -39,7 +38,6 @@ impl Default for DemoConfig {
             naive_fraction: 0.5,
             split: Split::Train,
             seed: 0,
-            game: GameConfig::default(),
         }
     }
 }
@@ -57,9 +55,12 @@ pub struct Demonstrations {
     pub completed: usize,
 }
 
-/// Plays `config.episodes` scripted episodes and turns them into token-exact SFT items,
-/// tokenised with each player's chat template.
+/// Plays `config.episodes` scripted episodes in `env` and turns them into token-exact SFT
+/// items, tokenised with each player's chat template. The built-in suites' agents are
+/// `expert` and `naive:1.0`; an environment that plays its own (AgentDojo) gives `oracle`
+/// and `obey` in their place.
 pub fn demonstrations(
+    env: &mut dyn Environment,
     agent_chat: &ChatTemplate,
     attacker_chat: &ChatTemplate,
     config: &DemoConfig,
@@ -68,35 +69,34 @@ pub fn demonstrations(
     let mut out = Demonstrations::default();
     for i in 0..config.episodes {
         let seed = episode_seed(config.seed, i as u64);
-        let spec = EpisodeSpec::sample_from(&config.game.suites, config.split, seed);
+        let task = env.sample(config.split, seed)?;
+        env.reset(std::slice::from_ref(&task))?;
         let naive = demo_is_naive(i, config.naive_fraction);
-        let mut agent = if naive {
-            AgentKind::Naive(1.0).build()?
-        } else {
-            AgentKind::Expert.build()?
-        };
+        let mut agent = DemoAgent::new(naive)?;
         let mut rng = player_rng(seed);
-        let mut ep = Episode::new(spec, &config.game)?;
-        let mut conversation = Conversation::new(agent_chat, &ep.agent_system_prompt())?;
-        while !ep.is_done() {
-            let prompt = single_turn_prompt(
-                attacker_chat,
-                &ep.attacker_system_prompt(),
-                &ep.attacker_message(),
-            )?;
-            let injection = templates.inject(&ep, &mut rng);
-            ep.inject(&injection)?;
-            let ids = attacker_chat.tokenizer().encode(&injection)?;
-            out.attacker.push(ScoreItem::completion(&prompt, &ids));
-
-            conversation.push_user(agent_chat, &ep.agent_message())?;
-            let action = agent.act(&ep, &mut rng);
+        let mut conversation =
+            Conversation::new(agent_chat, &env.episode(0).agent_system_prompt())?;
+        while !env.episode(0).is_done() {
+            if env.episode(0).injection_slot() {
+                let ep = env.episode(0);
+                let prompt = single_turn_prompt(
+                    attacker_chat,
+                    &ep.attacker_system_prompt(),
+                    &ep.attacker_message(),
+                )?;
+                let injection = templates.inject(ep, &mut rng);
+                let ids = attacker_chat.tokenizer().encode(&injection)?;
+                out.attacker.push(ScoreItem::completion(&prompt, &ids));
+                env.inject(&[(0, Some(injection))])?;
+            }
+            conversation.push_user(agent_chat, &env.episode(0).agent_message())?;
+            let action = agent.act(&*env, &mut rng)?;
             let ids = agent_chat.tokenizer().encode(&action)?;
             conversation.push_completion(agent_chat, &ids, &[]);
-            ep.act(&action)?;
+            env.step(&[(0, action)])?;
         }
-        out.leaked += usize::from(ep.outcome() == Some(Outcome::Leaked));
-        out.completed += usize::from(ep.outcome() == Some(Outcome::Completed));
+        out.leaked += usize::from(env.episode(0).outcome() == Some(Outcome::Leaked));
+        out.completed += usize::from(env.episode(0).outcome() == Some(Outcome::Completed));
         let seq = concat(conversation.segments());
         out.agent.push(SftItem {
             tokens: seq.tokens,
@@ -104,6 +104,41 @@ pub fn demonstrations(
         });
     }
     Ok(out)
+}
+
+/// The demonstrating agent: the built-in suites' scripted agent, or the environment's own.
+struct DemoAgent {
+    builtin: Box<dyn ScriptedAgent + Send>,
+    environment: &'static str,
+}
+
+impl DemoAgent {
+    fn new(naive: bool) -> Result<Self> {
+        Ok(if naive {
+            Self {
+                builtin: AgentKind::Naive(1.0).build()?,
+                environment: "obey",
+            }
+        } else {
+            Self {
+                builtin: AgentKind::Expert.build()?,
+                environment: "oracle",
+            }
+        })
+    }
+
+    fn act(&mut self, env: &dyn Environment, rng: &mut GameRng) -> Result<String> {
+        let ep = env.episode(0);
+        match ep.as_builtin() {
+            Some(builtin) => Ok(self.builtin.act(builtin, rng)),
+            None => ep
+                .scripted_action(self.environment)
+                .ok_or_else(|| Error::ScriptedAgent {
+                    agent: self.environment.to_string(),
+                    environment: env.name().to_string(),
+                }),
+        }
+    }
 }
 
 /// Spreads the naive episodes evenly: episode `i` is naive when the running share of naive

@@ -209,7 +209,9 @@ fn episodes_truncated_at_the_context_limit_leave_with_their_caches() {
 #[test]
 fn demonstrations_cover_both_players_and_the_naive_mix() {
     let (_dir, policy) = tiny();
+    let mut env = BuiltinEnvironment::new(arlas_game::GameConfig::default());
     let demos = demonstrations(
+        &mut env,
         policy.chat(),
         policy.chat(),
         &DemoConfig {

@@ -42,6 +42,11 @@ pub struct Options {
 
 /// Runs the warm-up (unless done) and then the cluster.
 pub fn run(dir: &Path, settings: Settings, options: &Options) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        settings.environment == arlas::environments::EnvironmentSettings::default(),
+        "--processes plays the built-in suites only so far; run AgentDojo in one process \
+         (arlas train --env agentdojo without --processes)"
+    );
     let Options {
         actors,
         quiet,

@@ -160,11 +160,25 @@ pub struct SettingsArgs {
     #[arg(long)]
     #[serde(rename = "rollout.game.max_turns")]
     pub max_turns: Option<u32>,
-    /// Play only these suites (comma-separated: web,email,banking,travel; default all) in
-    /// the warm-up, the iterations and the evaluation: the small-scale setting.
+    /// Play only these suites (comma-separated; built-in: web,email,banking,travel;
+    /// agentdojo: workspace,travel,banking,slack; default all) in the warm-up, the iterations
+    /// and the evaluation: the small-scale setting.
     #[arg(long, value_delimiter = ',')]
-    #[serde(rename = "rollout.game.suites", skip_serializing_if = "Vec::is_empty")]
-    pub suites: Vec<arlas_game::Suite>,
+    #[serde(rename = "environment.suites", skip_serializing_if = "Vec::is_empty")]
+    pub suites: Vec<String>,
+    /// Where episodes are played: builtin (in process) or agentdojo (an environment
+    /// service, started locally from envs/agentdojo unless --env-url names one).
+    #[arg(long = "env")]
+    #[serde(rename = "environment.kind")]
+    pub env: Option<arlas::environments::EnvKind>,
+    /// A running environment service (http://HOST:PORT), e.g. from `arlas env agentdojo`.
+    #[arg(long)]
+    #[serde(rename = "environment.url")]
+    pub env_url: Option<String>,
+    /// The file holding the environment service's token.
+    #[arg(long)]
+    #[serde(rename = "environment.token_file")]
+    pub env_token_file: Option<PathBuf>,
     /// New tokens an agent action may take.
     #[arg(long)]
     #[serde(rename = "rollout.agent_sampling.max_new_tokens")]
@@ -194,8 +208,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let (dir, start) = match (&args.resume, &args.run_dir) {
         (Some(dir), _) => (dir.clone(), Start::Resume),
         (None, Some(dir)) => {
-            let settings =
+            let mut settings =
                 arlas::config::load(&Settings::default(), args.config.as_deref(), &args.settings)?;
+            settings.resolve_environment()?;
             if let Some(actors) = args.processes {
                 let options = super::processes::Options {
                     actors,

@@ -24,7 +24,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use arlas_actor::round::{RoundPlanner, RoundShape};
 use arlas_coordinator::League;
-use arlas_game::{BuiltinEnvironment, Environment};
+use arlas_game::Environment;
 use arlas_learner::{Learner, Player};
 use arlas_policy::{Device, Policy, Trainer};
 use serde::Serialize;
@@ -74,6 +74,8 @@ pub struct Pipeline {
     evaluate: bool,
     progress: progress::Progress,
     started: Instant,
+    /// The environment service the episodes are played on (last: it outlives the clients).
+    _service: crate::environments::EnvService,
 }
 
 /// How a run executes (not part of its settings: a run may resume elsewhere).
@@ -256,11 +258,10 @@ impl Pipeline {
             },
             settings.seed,
         );
-        let env = Box::new(BuiltinEnvironment::new(settings.rollout.game.clone()));
-        let eval = EvalSet::new(
-            Box::new(BuiltinEnvironment::new(settings.rollout.game.clone())),
-            &settings,
-        )?;
+        let service = settings.environment.start()?;
+        let suites = &settings.environment.suites;
+        let env = service.open(suites, &settings.rollout.game)?;
+        let eval = EvalSet::new(service.open(suites, &settings.rollout.game)?, &settings)?;
         let progress = progress::Progress::new(options.show_progress, settings.iterations);
         Ok(Self {
             models: models::Models::new(settings.models_dir.clone(), options.device.clone()),
@@ -276,6 +277,7 @@ impl Pipeline {
             evaluate: true,
             progress,
             started: Instant::now(),
+            _service: service,
         })
     }
 

@@ -8,6 +8,7 @@ use arlas_learner::{LearnerConfig, Player};
 use arlas_policy::TrainConfig;
 
 use super::models::AdapterSettings;
+use crate::environments::{EnvKind, EnvironmentSettings, parse_builtin_suites};
 use serde::{Deserialize, Serialize};
 
 /// The imitation warm-up.
@@ -74,6 +75,8 @@ impl Default for EvalSettings {
 pub struct Settings {
     /// `tiny`, `tiny-2m`, `tiny-20m`, `smollm2` or a model directory: both players start from it.
     pub model: String,
+    /// Where episodes are played: the built-in suites or an environment service (AgentDojo).
+    pub environment: EnvironmentSettings,
     /// Where models are cached and fetched.
     pub models_dir: PathBuf,
     /// LoRA adapters over one shared frozen base, or full fine-tuning (per player, by its
@@ -120,6 +123,7 @@ impl Default for Settings {
         };
         Self {
             model: "tiny".to_string(),
+            environment: EnvironmentSettings::default(),
             models_dir: PathBuf::from("models"),
             adapters: AdapterSettings::default(),
             agent_init: None,
@@ -155,6 +159,19 @@ impl Settings {
             pool: self.opponents,
             sampling: self.opponent_sampling,
         }
+    }
+
+    /// Settles `environment.suites` (where `--suites` goes): the built-in suites' names move
+    /// to `rollout.game.suites`; another environment keeps them.
+    pub fn resolve_environment(&mut self) -> anyhow::Result<()> {
+        if self.environment.kind == EnvKind::Builtin
+            && self.environment.url.is_none()
+            && !self.environment.suites.is_empty()
+        {
+            self.rollout.game.suites = parse_builtin_suites(&self.environment.suites)?;
+            self.environment.suites.clear();
+        }
+        Ok(())
     }
 
     /// Checks what the types cannot.

@@ -29,6 +29,7 @@ pub(super) fn run(p: &mut Pipeline) -> anyhow::Result<()> {
     let attacker = load(&s.attacker_init)?;
     p.progress.phase("demonstrations");
     let demos = demonstrations(
+        p.env.as_mut(),
         agent.chat(),
         attacker.chat(),
         &DemoConfig {
@@ -36,7 +37,6 @@ pub(super) fn run(p: &mut Pipeline) -> anyhow::Result<()> {
             naive_fraction: s.warmup.naive_fraction,
             split: arlas_game::Split::Train,
             seed: s.seed,
-            game: s.rollout.game.clone(),
         },
     )?;
     p.log(Record::Demonstrations(Demonstrations {
