@@ -308,3 +308,61 @@ fn train_runs_end_to_end_on_agentdojo() {
     assert!(run.join("eval/final.json").is_file());
     assert!(run.join("report.html").is_file());
 }
+
+/// `arlas train --processes 2 --env agentdojo`: each actor process plays AgentDojo through
+/// its own local service, and the run finishes like a one-process one.
+#[test]
+fn train_with_processes_plays_agentdojo_in_every_actor() {
+    let dir = setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_arlas"))
+        .env("ARLAS_LOG", "info")
+        .env("ARLAS_AGENTDOJO_DIR", dir)
+        .args([
+            "train",
+            "--processes",
+            "2",
+            "--env",
+            "agentdojo",
+            "--suites",
+            "banking",
+        ])
+        .args(["--model", "tiny", "--models-dir"])
+        .arg(tmp.path().join("models"))
+        .arg("--run-dir")
+        .arg(&run)
+        .args([
+            "--iterations",
+            "1",
+            "--tasks-per-iteration",
+            "2",
+            "--group-size",
+            "2",
+        ])
+        .args([
+            "--warmup-episodes",
+            "4",
+            "--warmup-epochs",
+            "1",
+            "--eval-episodes",
+            "1",
+        ])
+        .args(["--max-turns", "3", "--quiet", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for actor in ["actor-0", "actor-1"] {
+        let log = std::fs::read_to_string(run.join(format!("cluster/logs/{actor}.log"))).unwrap();
+        assert!(
+            log.contains("environment service started"),
+            "{actor}: {log}"
+        );
+        assert!(log.contains("round played"), "{actor}: {log}");
+    }
+    assert!(run.join("eval/final.json").is_file());
+}

@@ -10,19 +10,22 @@ use arlas::roles::actor::{Settings, resolve};
 /// Runs the actor until SIGTERM, Ctrl-C or `--episodes`.
 pub fn run(args: ActorArgs) -> anyhow::Result<()> {
     let settings = resolve(args)?;
+    // The environment (and a local service) before the runtime: connecting blocks.
+    let service = settings.environment.start()?;
+    let env = service.open(&settings.environment.suites, &settings.node.rollout.game)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("arlas-actor")
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(settings));
+    let result = runtime.block_on(serve(settings, env));
     // A round abandoned at SIGTERM may still be sampling on the blocking pool: do not wait
     // for it (dropping the runtime would).
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(settings: Settings, env: Box<dyn arlas_game::Environment>) -> anyhow::Result<()> {
     let metrics = tokio::net::TcpListener::bind(settings.metrics_listen)
         .await
         .with_context(|| {
@@ -43,9 +46,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         writeln!(stdout, "{announce}")?;
         stdout.flush()?;
     }
-    let env = Box::new(arlas_game::BuiltinEnvironment::new(
-        settings.node.rollout.game.clone(),
-    ));
     let report = arlas_actor::node::run(
         settings.node,
         env,

@@ -42,11 +42,6 @@ pub struct Options {
 
 /// Runs the warm-up (unless done) and then the cluster.
 pub fn run(dir: &Path, settings: Settings, options: &Options) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        settings.environment == arlas::environments::EnvironmentSettings::default(),
-        "--processes plays the built-in suites only so far; run AgentDojo in one process \
-         (arlas train --env agentdojo without --processes)"
-    );
     let Options {
         actors,
         quiet,
@@ -156,7 +151,16 @@ fn cluster_config(dir: &Path, s: &Settings, options: &Options) -> anyhow::Result
         tasks: Some(s.tasks_per_iteration),
         max_turns: Some(game.max_turns),
         format_error_penalty: Some(game.format_error_penalty),
-        suites: game.suites.clone(),
+        // The built-in suites by name; another environment's own (each actor starts its
+        // own local service unless the run names a URL).
+        suites: if s.environment.suites.is_empty() {
+            game.suites.iter().map(|x| x.name().to_string()).collect()
+        } else {
+            s.environment.suites.clone()
+        },
+        env: Some(s.environment.kind),
+        env_url: s.environment.url.clone(),
+        env_token_file: s.environment.token_file.clone(),
         agent_max_tokens: Some(s.rollout.agent_sampling.max_new_tokens),
         attacker_max_tokens: Some(s.rollout.attacker_sampling.max_new_tokens),
         temperature: Some(s.rollout.agent_sampling.temperature),

@@ -69,10 +69,21 @@ pub struct ActorArgs {
     /// Reward subtracted per format error of a player (the game's rule; default 0).
     #[arg(long, env = "ARLAS_FORMAT_ERROR_PENALTY")]
     pub format_error_penalty: Option<f32>,
-    /// Suites the tasks come from (comma-separated: web,email,banking,travel; default all).
+    /// Suites the tasks come from (comma-separated; built-in: web,email,banking,travel;
+    /// agentdojo: workspace,travel,banking,slack; default all).
     #[arg(long, env = "ARLAS_SUITES", value_delimiter = ',')]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub suites: Vec<arlas_game::Suite>,
+    pub suites: Vec<String>,
+    /// Where episodes are played: builtin (in process) or agentdojo (an environment
+    /// service: --env-url, or a local one started from envs/agentdojo). Default builtin.
+    #[arg(long = "env", env = "ARLAS_ENV")]
+    pub env: Option<crate::environments::EnvKind>,
+    /// A running environment service, e.g. an AgentDojo sidecar (http://127.0.0.1:50060).
+    #[arg(long, env = "ARLAS_ENV_URL")]
+    pub env_url: Option<String>,
+    /// File holding the environment service's token.
+    #[arg(long, env = "ARLAS_ENV_TOKEN_FILE")]
+    pub env_token_file: Option<PathBuf>,
     /// New tokens per agent action, at most.
     #[arg(long, env = "ARLAS_AGENT_MAX_TOKENS")]
     pub agent_max_tokens: Option<usize>,
@@ -105,6 +116,8 @@ pub struct ActorArgs {
 pub struct Settings {
     pub metrics_listen: SocketAddr,
     pub node: NodeConfig,
+    /// Where episodes are played (the built-in suites' list is in the node's game config).
+    pub environment: crate::environments::EnvironmentSettings,
 }
 
 fn default_name() -> String {
@@ -146,8 +159,17 @@ pub fn resolve(args: ActorArgs) -> anyhow::Result<Settings> {
     if let Some(p) = args.format_error_penalty {
         rollout.game.format_error_penalty = p;
     }
-    if !args.suites.is_empty() {
-        rollout.game.suites = args.suites;
+    let mut environment = crate::environments::EnvironmentSettings {
+        kind: args.env.unwrap_or_default(),
+        url: args.env_url,
+        token_file: args.env_token_file,
+        suites: args.suites,
+    };
+    if environment.kind == crate::environments::EnvKind::Builtin && environment.url.is_none() {
+        if !environment.suites.is_empty() {
+            rollout.game.suites = crate::environments::parse_builtin_suites(&environment.suites)?;
+        }
+        environment.suites.clear();
     }
     rollout
         .game
@@ -182,6 +204,7 @@ pub fn resolve(args: ActorArgs) -> anyhow::Result<Settings> {
     };
     Ok(Settings {
         metrics_listen,
+        environment,
         node: NodeConfig {
             coordinator,
             token,
