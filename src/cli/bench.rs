@@ -16,6 +16,9 @@ pub enum BenchCommand {
     /// A fresh actor joining a run whose population holds N adapter members, with real
     /// processes: seconds to ready per N, bytes of an adapter version against the base.
     Join(super::bench_join::JoinBenchArgs),
+    /// Environment steps per second through an environment service (AgentDojo), with 1 and
+    /// more concurrent clients.
+    Env(super::bench_env::EnvBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -25,6 +28,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Train(args) => super::model::bench_train(args),
         BenchCommand::Iteration(args) => super::bench_iteration::run(args),
         BenchCommand::Join(args) => super::bench_join::run(args),
+        BenchCommand::Env(args) => super::bench_env::run(args),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod bench;
+pub mod bench_env;
 pub mod bench_iteration;
 pub mod bench_join;
 pub mod config_reference;
