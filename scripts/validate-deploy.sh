@@ -100,8 +100,8 @@ check() {
 }
 
 # --- containers --------------------------------------------------------------------------
-check "hadolint deploy/docker/Dockerfile deploy/docker/Dockerfile.cuda" \
-  "$BIN/hadolint" deploy/docker/Dockerfile deploy/docker/Dockerfile.cuda
+check "hadolint deploy/docker/Dockerfile deploy/docker/Dockerfile.cuda deploy/docker/Dockerfile.agentdojo" \
+  "$BIN/hadolint" deploy/docker/Dockerfile deploy/docker/Dockerfile.cuda deploy/docker/Dockerfile.agentdojo
 check "shellcheck deploy and validate scripts" \
   "$BIN/shellcheck" deploy/docker/healthcheck.sh deploy/compose/make-token.sh scripts/validate-deploy.sh
 
@@ -152,6 +152,7 @@ compose_check() {
 }
 check "compose: compose.yaml" compose_check cpu deploy/compose/compose.yaml
 check "compose: compose.yaml + compose.gpu.yaml" compose_check gpu deploy/compose/compose.yaml deploy/compose/compose.gpu.yaml
+check "compose: compose.yaml + compose.agentdojo.yaml" compose_check agentdojo deploy/compose/compose.yaml deploy/compose/compose.agentdojo.yaml
 
 # --- kubernetes --------------------------------------------------------------------------
 render_and_validate() {
@@ -178,6 +179,8 @@ check "k8s: deploy/k8s/overlays/cpu renders and validates ($K8S_VERSIONS)" \
   render_and_validate deploy/k8s/overlays/cpu
 check "k8s: deploy/k8s/overlays/gpu renders and validates ($K8S_VERSIONS)" \
   render_and_validate deploy/k8s/overlays/gpu --gpu --external-secret arlas-token
+check "k8s: deploy/k8s/overlays/agentdojo (AgentDojo sidecar) renders and validates ($K8S_VERSIONS)" \
+  render_and_validate deploy/k8s/overlays/agentdojo
 
 learners_in_step() {
   sed -e 's/agent/attacker/g' deploy/k8s/base/learner-agent.yaml >"$WORK/a"

@@ -83,10 +83,12 @@ def main(argv):
                     if p not in ports and p not in numbers:
                         problems.append(f"{cw}: {probe} uses port {p!r}, which the container does not expose")
             args = flags(c.get("args", []))
-            metrics = args.get("metrics-listen", "")
+            metrics = args.get("metrics-listen")
             if annotations.get("prometheus.io/scrape") != "true":
                 problems.append(f"{where}: pod is not annotated prometheus.io/scrape: \"true\"")
-            elif annotations.get("prometheus.io/port") != metrics.rsplit(":", 1)[-1]:
+            elif metrics is None and c.get("args", [""])[0] in ("coordinator", "learner", "actor"):
+                problems.append(f"{cw}: an arlas role without --metrics-listen")
+            elif metrics is not None and annotations.get("prometheus.io/port") != metrics.rsplit(":", 1)[-1]:
                 problems.append(f"{where}: prometheus.io/port {annotations.get('prometheus.io/port')!r} "
                                 f"is not the --metrics-listen port of {metrics!r}")
             if "coordinator" in args:
