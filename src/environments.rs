@@ -117,6 +117,17 @@ impl EnvService {
         suites: &[String],
         game: &GameConfig,
     ) -> anyhow::Result<Box<dyn Environment>> {
+        self.open_with(suites, game, false)
+    }
+
+    /// [`Self::open`], asking the service for each finished episode's own record
+    /// (`EpisodeView::record`; the built-in suites keep none).
+    pub fn open_with(
+        &self,
+        suites: &[String],
+        game: &GameConfig,
+        record: bool,
+    ) -> anyhow::Result<Box<dyn Environment>> {
         let Some(url) = &self.url else {
             let mut game = game.clone();
             if !suites.is_empty() {
@@ -130,7 +141,8 @@ impl EnvService {
                     "cannot use the {:?} environment service at {url}",
                     self.kind
                 )
-            })?;
+            })?
+            .recording(record);
         Ok(Box::new(env))
     }
 }

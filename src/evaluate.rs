@@ -79,6 +79,12 @@ pub struct EvalArgs {
     /// injections, the agent's actions as it wrote them, outcome — to see what it does.
     #[arg(long)]
     pub transcripts: Option<PathBuf>,
+    /// Write every episode in the environment's own results layout under this directory
+    /// (agentdojo: DIR/PIPELINE/SUITE/USER_TASK/ATTACK/INJECTION_TASK.json, `none/none.json`
+    /// without attack, as AgentDojo's TraceLogger writes them; PIPELINE is `arlas-` and the
+    /// agent's name).
+    #[arg(long)]
+    pub results_dir: Option<PathBuf>,
     /// A second agent (checkpoint or model directory, or a --model value), e.g. the warm-up
     /// agent RUN/agent/warmup: played on the same episodes, against the same attackers,
     /// with the same seeds; the report adds the paired difference of each rate (agent minus
@@ -111,6 +117,7 @@ impl EvalArgs {
             models_dir: PathBuf::from("models"),
             device: "cpu".to_string(),
             transcripts: None,
+            results_dir: None,
             baseline: None,
         }
     }
@@ -218,7 +225,14 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
         config.game.max_turns = t;
     }
     let service = args.env.settings().start()?;
-    let mut env = service.open(&args.suites, &config.game)?;
+    anyhow::ensure!(
+        args.results_dir.is_none()
+            || args.env.env != EnvKind::Builtin
+            || args.env.env_url.is_some(),
+        "--results-dir writes an environment service's own records (--env agentdojo); the \
+         built-in suites keep none: use --transcripts"
+    );
+    let mut env = service.open_with(&args.suites, &config.game, args.results_dir.is_some())?;
     let env = env.as_mut();
     let tasks = if args.all_tasks {
         let mut all = env.all_tasks(Split::Train)?;
@@ -240,6 +254,10 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalOutput> {
         write_transcripts(path, policy, &played.attacked)?;
     }
     let verdicts = EnvironmentVerdicts::of(&played);
+    if let Some(dir) = &args.results_dir {
+        let written = write_records(dir, &pipeline_name(&args.agent), &played)?;
+        tracing::info!(written, dir = %dir.display(), "episode records written");
+    }
     let baseline = match &args.baseline {
         Some(spec) => {
             let theirs_agent =
@@ -479,4 +497,84 @@ fn write_transcripts(
     }
     out.flush()?;
     Ok(())
+}
+
+/// The pipeline name of an agent in a results directory: `arlas-` and its name, with every
+/// character other than letters, digits, `.`, `-` and `_` replaced (a path becomes one name).
+fn pipeline_name(agent: &str) -> String {
+    let name: String = agent
+        .trim_end_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("arlas-{name}")
+}
+
+/// A path component from a name the environment or an opponent gave: refused if it could
+/// leave the directory.
+fn component(name: &str) -> anyhow::Result<&str> {
+    anyhow::ensure!(
+        !name.is_empty()
+            && name != "."
+            && name != ".."
+            && !name.contains(['/', '\\', '\0'])
+            && name.len() <= 255,
+        "{name:?} cannot name a results file"
+    );
+    Ok(name)
+}
+
+/// Writes each episode's record as `DIR/PIPELINE/SUITE/USER_TASK/ATTACK/INJECTION_TASK.json`
+/// (`none/none.json` with no attack; of the episodes of one path, the first is written,
+/// replacing a file of an earlier evaluation), with the pipeline and attack names of this
+/// evaluation. Returns how many files were written.
+fn write_records(
+    dir: &std::path::Path,
+    pipeline: &str,
+    e: &arlas_actor::eval::Evaluation,
+) -> anyhow::Result<usize> {
+    let mut written = 0;
+    let mut paths = std::collections::HashSet::new();
+    let episodes = e.clean.iter().map(|t| (None, t)).chain(
+        e.attacked
+            .iter()
+            .map(|t| (Some(t.opponent.replace(['/', ':'], "_")), t)),
+    );
+    for (attack, t) in episodes {
+        let Some(record) = &t.record else { continue };
+        let mut record: serde_json::Value = serde_json::from_str(record)
+            .with_context(|| format!("the environment's record of {} is not JSON", t.spec.task))?;
+        let (user, injection) = t.spec.task.split_once('/').unwrap_or((&t.spec.task, ""));
+        record["pipeline_name"] = pipeline.into();
+        record["attack_type"] = attack.clone().map_or(serde_json::Value::Null, Into::into);
+        if attack.is_none() {
+            record["injection_task_id"] = serde_json::Value::Null;
+        }
+        let path = dir
+            .join(component(pipeline)?)
+            .join(component(&t.spec.suite)?)
+            .join(component(user)?)
+            .join(component(attack.as_deref().unwrap_or("none"))?)
+            .join(format!(
+                "{}.json",
+                component(if attack.is_some() { injection } else { "none" })?
+            ));
+        if !paths.insert(path.clone()) {
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, serde_json::to_string_pretty(&record)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        written += 1;
+    }
+    Ok(written)
 }

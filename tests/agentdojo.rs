@@ -370,3 +370,73 @@ fn train_with_processes_plays_agentdojo_in_every_actor() {
     assert!(rounds >= 1, "no actor played a round");
     assert!(run.join("eval/final.json").is_file());
 }
+
+/// `--results-dir`: every episode in AgentDojo's own layout, read back by AgentDojo's own
+/// loader with the verdicts the evaluation reported.
+#[test]
+fn results_directory_is_read_back_by_agentdojos_own_loader() {
+    let dir = setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let out = Command::new(env!("CARGO_BIN_EXE_arlas"))
+        .env("ARLAS_LOG", "warn")
+        .env("ARLAS_AGENTDOJO_DIR", dir)
+        .args([
+            "eval",
+            "--env",
+            "agentdojo",
+            "--agent",
+            "obey",
+            "--suites",
+            "slack",
+        ])
+        .args([
+            "--episodes",
+            "6",
+            "--no-templates",
+            "--json",
+            "--results-dir",
+        ])
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let read = Command::new(dir.join(".venv/bin/python"))
+        .arg(dir.join("read_results.py"))
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let files: Vec<Value> = serde_json::from_slice(&read.stdout).unwrap();
+    let attacked = verdicts(&report, "important_instructions");
+    let mut seen = 0;
+    for f in &files {
+        assert_eq!(f["pipeline"], "arlas-obey");
+        assert!(f["messages"].as_u64().unwrap() >= 3, "{f}");
+        if f["attack"] == "none" {
+            assert_eq!(f["injection_task"], "none");
+            continue;
+        }
+        let key = format!(
+            "slack/{}/{}",
+            f["user_task"].as_str().unwrap(),
+            f["injection_task"].as_str().unwrap()
+        );
+        let (_, utility, security) = attacked.iter().find(|(k, _, _)| *k == key).unwrap();
+        assert_eq!(f["utility"].as_bool(), Some(*utility), "{key}");
+        assert_eq!(f["security"].as_bool(), *security, "{key}");
+        seen += 1;
+    }
+    let distinct: std::collections::BTreeSet<&String> =
+        attacked.iter().map(|(k, _, _)| k).collect();
+    assert_eq!(seen, distinct.len(), "one file per attacked pair");
+}

@@ -648,5 +648,6 @@ fn finish(
         format_errors: ep.format_errors(),
         truncated: l.truncated,
         verdicts: ep.verdicts(),
+        record: ep.record().map(str::to_string),
     }
 }

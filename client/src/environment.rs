@@ -121,6 +121,9 @@ impl EpisodeView for RemoteEpisode {
             security: self.state.security,
         })
     }
+    fn record(&self) -> Option<&str> {
+        (!self.state.record.is_empty()).then_some(self.state.record.as_str())
+    }
 }
 
 /// An environment served over `arlas.v1.Environment`.
@@ -132,6 +135,7 @@ pub struct RemoteEnvironment {
     config: GameConfig,
     batch: Option<String>,
     episodes: Vec<RemoteEpisode>,
+    record: bool,
 }
 
 impl std::fmt::Debug for RemoteEnvironment {
@@ -208,7 +212,15 @@ impl RemoteEnvironment {
             config,
             batch: None,
             episodes: Vec::new(),
+            record: false,
         })
+    }
+
+    /// Asks the service for each finished episode's record (`EpisodeView::record`).
+    #[must_use]
+    pub fn recording(mut self, on: bool) -> Self {
+        self.record = on;
+        self
     }
 
     /// What the service serves.
@@ -438,6 +450,7 @@ impl Environment for RemoteEnvironment {
                 })
                 .collect(),
             max_turns: self.config.max_turns,
+            record: self.record,
         };
         let batch = self.round_trip("Reset", |mut c| async move { c.reset(request).await })?;
         self.batch = Some(batch);

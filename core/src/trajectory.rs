@@ -42,6 +42,10 @@ pub struct Trajectory {
     /// The environment's own verdicts (AgentDojo's utility and security), where it has them.
     #[serde(default)]
     pub verdicts: Option<Verdicts>,
+    /// The environment's own record of the episode (AgentDojo's results JSON), when asked
+    /// for; kept in the process, never sent to learners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
 }
 
 impl Trajectory {

@@ -205,6 +205,9 @@ class Episode:
     injections: dict = field(default_factory=dict)
     injected: bool = False
     rendered: dict = field(default_factory=dict)
+    # The AgentDojo attack whose injections were placed, if one was; whether to keep a record.
+    attack_name: str | None = None
+    record: bool = False
     turn: int = 0
     format_errors: int = 0
     attacker_format_errors: int = 0
@@ -266,7 +269,7 @@ class Episode:
         injections = _attack(self.suite_name, attack).attack(self.user_task, self.injection_task)
         texts = set(injections.values())
         text = texts.pop() if len(texts) == 1 else next(iter(injections.values()), "")
-        self.rendered[text] = injections
+        self.rendered[text] = (injections, attack)
         return f"{OPEN}{text}{CLOSE}"
 
     def inject(self, raw: str | None) -> None:
@@ -280,7 +283,7 @@ class Episode:
                 self.attacker_format_errors += 1
             elif text in self.rendered:
                 # AgentDojo's own attack: its injections exactly as AgentDojo places them.
-                injections, self.injection = self.rendered[text], text
+                (injections, self.attack_name), self.injection = self.rendered[text], text
             elif text.strip():
                 vectors = injection_vectors(self.suite_name, self.user_task.ID)
                 injections = {v: yaml_escape(text) for v in vectors}

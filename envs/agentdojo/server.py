@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import json
 import http.server
 import os
 import secrets
@@ -70,6 +71,8 @@ def state(ep: bridge.Episode) -> pb.EpisodeState:
     if ep.security is not None:
         s.security = ep.security
     s.scripted.update(ep.scripted())
+    if ep.done and ep.record:
+        s.record = json.dumps(ep.results_json(pipeline="arlas", attack=ep.attack_name))
     return s
 
 
@@ -135,7 +138,9 @@ class Service(rpc.EnvironmentServicer):
         for e in request.episodes:
             if (e.suite, e.task) not in self.known:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown task {e.suite}/{e.task}"[:300])
-            episodes.append(bridge.Episode(e.suite, e.task, e.seed, request.max_turns))
+            episode = bridge.Episode(e.suite, e.task, e.seed, request.max_turns)
+            episode.record = request.record
+            episodes.append(episode)
         batch = Batch(episodes)
         return self._reply(self._store(batch), batch)
 

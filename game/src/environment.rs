@@ -136,6 +136,11 @@ pub trait EpisodeView {
     fn verdicts(&self) -> Option<Verdicts> {
         None
     }
+    /// Once done, the episode in the environment's own results format, where it keeps one
+    /// and was asked to (AgentDojo's TraceLogger JSON).
+    fn record(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Runs a batch of episodes (see the module docs).

@@ -111,6 +111,7 @@ mod tests {
             format_errors: 0,
             truncated: false,
             verdicts: None,
+            record: None,
         }
     }
 

@@ -145,6 +145,7 @@ mod tests {
             format_errors: 0,
             truncated: false,
             verdicts: None,
+            record: None,
         }
     }
 

@@ -92,6 +92,7 @@ impl TryFrom<v1::Trajectory> for Trajectory {
                 utility,
                 security: t.security,
             }),
+            record: None,
         })
     }
 }
@@ -293,6 +294,7 @@ mod tests {
                             security: Some(false),
                         }),
                     },
+                    record: None,
                 }
             })
     }
@@ -327,6 +329,7 @@ mod tests {
             format_errors: 0,
             truncated: false,
             verdicts: None,
+            record: None,
         };
         v1::Trajectory::from(&t)
     }

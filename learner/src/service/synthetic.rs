@@ -85,5 +85,6 @@ pub fn trajectory(
         format_errors: 0,
         truncated: false,
         verdicts: None,
+        record: None,
     }
 }
