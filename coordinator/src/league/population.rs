@@ -256,7 +256,8 @@ impl Population {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file, fsync and rename.
+/// Writes `bytes` to `path` through a temporary file: write, fsync, rename, then fsync the
+/// directory so that the rename survives a power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
@@ -265,7 +266,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         file.write_all(bytes).map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;
     }
-    fs::rename(&tmp, path).map_err(io(path))
+    fs::rename(&tmp, path).map_err(io(path))?;
+    // The rename is durable only once the directory holding it is.
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(io(parent))
 }
 
 /// Member ids name directories: no separators, no leading dot, a short safe alphabet.

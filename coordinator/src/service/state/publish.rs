@@ -137,6 +137,9 @@ impl CoordinatorState {
         if let Some(staged) = staged {
             self.blobs.commit(staged, &header.checkpoint)?;
         }
+        // The new run record is built aside and saved before memory changes (the commit
+        // point): a failed save leaves the state as it was.
+        let mut record = self.record.clone();
         // A checkpoint whose weights a member already has (an attacker that did not change)
         // does not join: the population grows only with change.
         let member_id = match member {
@@ -146,7 +149,7 @@ impl CoordinatorState {
                     .commit_member(member, header.iteration, header.version)?
                 {
                     Joined::Added(m) => {
-                        self.record
+                        record
                             .members
                             .insert(m.id.clone(), header.checkpoint.clone());
                         Some(m.id)
@@ -168,10 +171,11 @@ impl CoordinatorState {
             version: header.version,
             checkpoint: Some(header.checkpoint.clone()),
         };
-        *self.record.current_mut(header.player) = version.clone();
-        self.record.history.push(version.clone());
-        let dropped = self.record.retain_newest(self.config.keep_versions);
-        self.record.save(&self.dir.join(RUN_FILE))?;
+        *record.current_mut(header.player) = version.clone();
+        record.history.push(version.clone());
+        let dropped = record.retain_newest(self.config.keep_versions);
+        record.save(&self.dir.join(RUN_FILE))?;
+        self.record = record;
         self.changed();
         tracing::info!(
             player = header.player.name(),

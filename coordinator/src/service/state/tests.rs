@@ -433,3 +433,31 @@ fn expired_leases_change_the_view() {
         Err(Error::UnknownLease(_))
     ));
 }
+
+/// The commit point is `run.json` on disk: a publish whose save fails changes nothing a
+/// client can see, and the same publish succeeds once the disk accepts it.
+#[test]
+fn a_publish_whose_run_file_cannot_be_saved_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = CoordinatorState::open(tmp.path(), config()).unwrap();
+    let now = Instant::now();
+    let lease = learner(&mut state, now);
+    let (bytes, good) = blob("v1");
+    let revision = state.revision();
+    // A non-empty directory where run.json is renamed to: the save fails.
+    let run = tmp.path().join(RUN_FILE);
+    fs::remove_file(&run).unwrap();
+    fs::create_dir_all(run.join("blocker")).unwrap();
+    let h = header(&lease, Player::Agent, 1, &good);
+    assert!(state.publish(&h, Some(stage(&state, &bytes)), now).is_err());
+    assert_eq!(state.view().versions.agent.version, 0);
+    assert_eq!(state.revision(), revision);
+    fs::remove_dir_all(&run).unwrap();
+    let published = state.publish(&h, None, now).unwrap();
+    assert_eq!(published.version.version, 1);
+    assert_eq!(state.view().versions.agent.checkpoint, Some(good));
+    // What was saved is what a restart reads.
+    drop(state);
+    let reopened = CoordinatorState::open(tmp.path(), config()).unwrap();
+    assert_eq!(reopened.view().versions.agent.version, 1);
+}
