@@ -51,10 +51,16 @@ pub struct FetchReport {
     pub corrupted_chunks: u32,
 }
 
+/// Longest a unary coordinator rpc may take before the client gives up with
+/// DEADLINE_EXCEEDED (a transient error: callers retry): a frozen or half-open coordinator
+/// must not hang a role. Streams (publish, fetch, watch) have their own limits.
+pub const UNARY_DEADLINE: Duration = Duration::from_secs(30);
+
 /// A client of the `arlas.v1.Coordinator` service.
 #[derive(Debug, Clone)]
 pub struct CoordinatorClient {
     inner: Inner,
+    deadline: Duration,
 }
 
 fn rpc_error(rpc: &'static str) -> impl FnOnce(Status) -> Error {
@@ -87,17 +93,51 @@ impl CoordinatorClient {
         let inner = Generated::with_interceptor(channel, AttachToken::new(token))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Self { inner }
+        Self {
+            inner,
+            deadline: UNARY_DEADLINE,
+        }
+    }
+
+    /// The same client with another deadline for unary rpcs.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// `call` on a clone of the client, bounded by the deadline.
+    async fn unary<Req, Resp, F, Fut>(
+        &self,
+        rpc: &'static str,
+        request: Req,
+        call: F,
+    ) -> Result<Resp>
+    where
+        F: FnOnce(Inner, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<Resp>, Status>>,
+    {
+        let request = tonic::Request::new(request);
+        match tokio::time::timeout(self.deadline, call(self.inner.clone(), request)).await {
+            Ok(answer) => answer
+                .map(tonic::Response::into_inner)
+                .map_err(rpc_error(rpc)),
+            Err(_) => Err(Error::Rpc {
+                service: "coordinator",
+                rpc,
+                code: tonic::Code::DeadlineExceeded,
+                message: format!("no answer in {:.1} s", self.deadline.as_secs_f64()),
+            }),
+        }
     }
 
     pub async fn register(&mut self, registration: &Registration) -> Result<(Lease, RunView)> {
         let request = registration_to_wire(registration);
         let r = self
-            .inner
-            .register(request)
-            .await
-            .map_err(rpc_error("Register"))?
-            .into_inner();
+            .unary("Register", request, |mut c, r| async move {
+                c.register(r).await
+            })
+            .await?;
         let run = r.run.ok_or_else(|| missing("Register", "run"))?;
         Ok((
             Lease {
@@ -109,45 +149,48 @@ impl CoordinatorClient {
     }
 
     pub async fn heartbeat(&mut self, lease: &LeaseId) -> Result<(Duration, RunView)> {
+        let request = v1::HeartbeatRequest {
+            lease_id: lease.to_string(),
+        };
         let r = self
-            .inner
-            .heartbeat(v1::HeartbeatRequest {
-                lease_id: lease.to_string(),
+            .unary("Heartbeat", request, |mut c, r| async move {
+                c.heartbeat(r).await
             })
-            .await
-            .map_err(rpc_error("Heartbeat"))?
-            .into_inner();
+            .await?;
         let run = r.run.ok_or_else(|| missing("Heartbeat", "run"))?;
         Ok((Duration::from_millis(r.ttl_ms), run_view_from_wire(&run)?))
     }
 
     pub async fn deregister(&mut self, lease: &LeaseId) -> Result<()> {
-        self.inner
-            .deregister(v1::DeregisterRequest {
-                lease_id: lease.to_string(),
-            })
-            .await
-            .map_err(rpc_error("Deregister"))?;
+        let request = v1::DeregisterRequest {
+            lease_id: lease.to_string(),
+        };
+        self.unary("Deregister", request, |mut c, r| async move {
+            c.deregister(r).await
+        })
+        .await?;
         Ok(())
     }
 
     pub async fn run_state(&mut self) -> Result<RunView> {
         let r = self
-            .inner
-            .get_run_state(v1::GetRunStateRequest {})
-            .await
-            .map_err(rpc_error("GetRunState"))?
-            .into_inner();
+            .unary(
+                "GetRunState",
+                v1::GetRunStateRequest {},
+                |mut c, r| async move { c.get_run_state(r).await },
+            )
+            .await?;
         Ok(run_view_from_wire(&r)?)
     }
 
     pub async fn population(&mut self) -> Result<Vec<Member>> {
         let r = self
-            .inner
-            .list_population(v1::ListPopulationRequest {})
-            .await
-            .map_err(rpc_error("ListPopulation"))?
-            .into_inner();
+            .unary(
+                "ListPopulation",
+                v1::ListPopulationRequest {},
+                |mut c, r| async move { c.list_population(r).await },
+            )
+            .await?;
         Ok(r.members
             .iter()
             .map(member_from_wire)
@@ -160,16 +203,16 @@ impl CoordinatorClient {
         agent_version: u64,
         count: u32,
     ) -> Result<Vec<Member>> {
+        let request = v1::AssignOpponentsRequest {
+            lease_id: lease.to_string(),
+            agent_version,
+            count,
+        };
         let r = self
-            .inner
-            .assign_opponents(v1::AssignOpponentsRequest {
-                lease_id: lease.to_string(),
-                agent_version,
-                count,
+            .unary("AssignOpponents", request, |mut c, r| async move {
+                c.assign_opponents(r).await
             })
-            .await
-            .map_err(rpc_error("AssignOpponents"))?
-            .into_inner();
+            .await?;
         Ok(r.opponents
             .iter()
             .map(member_from_wire)
@@ -177,13 +220,14 @@ impl CoordinatorClient {
     }
 
     pub async fn report_results(&mut self, lease: &LeaseId, results: &[MatchResult]) -> Result<()> {
-        self.inner
-            .report_results(v1::ReportResultsRequest {
-                lease_id: lease.to_string(),
-                results: results_to_wire(results),
-            })
-            .await
-            .map_err(rpc_error("ReportResults"))?;
+        let request = v1::ReportResultsRequest {
+            lease_id: lease.to_string(),
+            results: results_to_wire(results),
+        };
+        self.unary("ReportResults", request, |mut c, r| async move {
+            c.report_results(r).await
+        })
+        .await?;
         Ok(())
     }
 
