@@ -284,6 +284,7 @@ async fn actor_plays_sends_swaps_versions_resends_and_reports() {
         rollout,
         seed: 11,
         sync: false,
+        sync_timeout: Duration::from_secs(600),
         max_pending: 64,
         episodes: None,
     };
@@ -417,6 +418,29 @@ async fn actor_plays_sends_swaps_versions_resends_and_reports() {
     .await;
     stop_sync.send(()).unwrap();
     lockstep.await.unwrap().unwrap();
+
+    // A learner that never publishes again does not stop a lock-step actor for good: after
+    // the sync timeout the next round plays the current versions.
+    let before = trajectories(agent).len();
+    let patient = arlas_actor::node::run(
+        NodeConfig {
+            sync: true,
+            sync_timeout: Duration::from_secs(1),
+            name: "actor-sync-timeout".into(),
+            // Two rounds: each plays `one_round` agent and as many attacker episodes.
+            episodes: Some(4 * one_round as u64),
+            ..config.clone()
+        },
+        builtin(&config),
+        None,
+        std::future::pending(),
+    );
+    let waited = tokio::time::timeout(Duration::from_secs(120), patient)
+        .await
+        .expect("two rounds without new versions")
+        .unwrap();
+    assert!(waited.rounds >= 2, "{waited:?}");
+    assert!(trajectories(agent).len() >= before + 2 * one_round);
 
     let _ = stop_coordinator.send(());
     coordinator.await.unwrap().unwrap();
@@ -636,6 +660,7 @@ async fn an_actor_plays_adapter_versions_and_members_over_one_base() {
         rollout,
         seed: 4,
         sync: false,
+        sync_timeout: Duration::from_secs(600),
         max_pending: 64,
         episodes: Some(4 * 3 * G as u64),
     };

@@ -19,6 +19,7 @@ const DEFAULT_TASKS: usize = 4;
 const DEFAULT_GROUP_SIZE: usize = 8;
 const DEFAULT_MAX_PENDING: usize = 256;
 const DEFAULT_CACHE_KEEP: usize = 2;
+const DEFAULT_SYNC_TIMEOUT_SECS: u64 = 600;
 
 #[derive(Debug, Default, Clone, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +57,10 @@ pub struct ActorArgs {
     #[arg(long, env = "ARLAS_SYNC")]
     #[serde(default, skip_serializing_if = "crate::config::is_false")]
     pub sync: bool,
+    /// The longest a lock-step (--sync) wait for new versions lasts before the next round
+    /// plays the current ones, in seconds. Default 600.
+    #[arg(long, env = "ARLAS_SYNC_TIMEOUT_SECS")]
+    pub sync_timeout_secs: Option<u64>,
     /// Episodes per task (a GRPO group). Default 8.
     #[arg(long, env = "ARLAS_GROUP_SIZE")]
     pub group_size: Option<usize>,
@@ -217,6 +222,9 @@ pub fn resolve(args: ActorArgs) -> anyhow::Result<Settings> {
             rollout,
             seed: args.seed.unwrap_or(0),
             sync: args.sync,
+            sync_timeout: std::time::Duration::from_secs(
+                args.sync_timeout_secs.unwrap_or(DEFAULT_SYNC_TIMEOUT_SECS),
+            ),
             max_pending,
             episodes: args.episodes,
         },

@@ -57,6 +57,10 @@ pub struct NodeConfig {
     pub seed: u64,
     /// Lock-step: after each round, wait for both players' versions to change.
     pub sync: bool,
+    /// The longest a lock-step wait lasts: a learner that never publishes again (stopped,
+    /// frozen, nothing to train on) must not stop the actor. After it, the next round plays
+    /// the current versions.
+    pub sync_timeout: Duration,
     /// Unsent trajectories kept per player before the oldest is dropped.
     pub max_pending: usize,
     /// Stop after this many episodes were played, sent and acknowledged.
@@ -528,10 +532,17 @@ impl Node {
                 v.versions.agent.version > agent && v.versions.attacker.version > attacker
             })
         };
-        self.views
-            .wait_for(moved)
-            .await
-            .map_err(|_| gone("the run-state watch"))?;
+        match tokio::time::timeout(self.config.sync_timeout, self.views.wait_for(moved)).await {
+            Ok(changed) => {
+                changed.map_err(|_| gone("the run-state watch"))?;
+            }
+            Err(_) => tracing::warn!(
+                seconds = self.config.sync_timeout.as_secs_f64(),
+                agent,
+                attacker,
+                "sync: no new versions in time; the next round plays the current ones"
+            ),
+        }
         Ok(())
     }
 }
