@@ -219,10 +219,18 @@ impl CoordinatorClient {
             .collect::<arlas_core::Result<_>>()?)
     }
 
-    pub async fn report_results(&mut self, lease: &LeaseId, results: &[MatchResult]) -> Result<()> {
+    /// Adds `results` to the payoff matrix. `report_id` (not 0) makes a retry harmless: the
+    /// coordinator counts an id once.
+    pub async fn report_results(
+        &mut self,
+        lease: &LeaseId,
+        report_id: u64,
+        results: &[MatchResult],
+    ) -> Result<()> {
         let request = v1::ReportResultsRequest {
             lease_id: lease.to_string(),
             results: results_to_wire(results),
+            report_id,
         };
         self.unary("ReportResults", request, |mut c, r| async move {
             c.report_results(r).await

@@ -31,7 +31,7 @@ async fn a_frozen_coordinator_ends_every_unary_rpc_with_a_deadline() {
             client.heartbeat(&lease).await.unwrap_err(),
             client.population().await.unwrap_err(),
             client.assign_opponents(&lease, 1, 2).await.unwrap_err(),
-            client.report_results(&lease, &[]).await.unwrap_err(),
+            client.report_results(&lease, 1, &[]).await.unwrap_err(),
             client.deregister(&lease).await.unwrap_err(),
         ]
     })

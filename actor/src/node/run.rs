@@ -322,21 +322,7 @@ impl Node {
         }
         let out = RoundOutput::from_phases(attacker_phase, agent_phase);
         self.unreported.add(out.match_results());
-        if !self.unreported.is_empty() {
-            match self
-                .client
-                .report_results(lease, &self.unreported.to_report())
-                .await
-            {
-                Ok(()) => self.unreported.clear(),
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    pending = self.unreported.len(),
-                    dropped_games = self.unreported.dropped(),
-                    "cannot report results; they go with the next round's report"
-                ),
-            }
-        }
+        self.report_pending(lease).await;
         let episodes = (out.attacker_phase.len() + out.agent_phase.len()) as u64;
         self.report.rounds += 1;
         self.report.episodes += episodes;
@@ -355,6 +341,30 @@ impl Node {
             "round played"
         );
         Ok((agent_version, attacker_version))
+    }
+
+    /// Sends the pending match results: a report the coordinator did not acknowledge again,
+    /// unchanged and under its id, then the newer results; on a failure the rest waits for
+    /// the next round.
+    async fn report_pending(&mut self, lease: &LeaseId) {
+        while let Some(report) = self.unreported.next_report() {
+            match self
+                .client
+                .report_results(lease, report.id, &report.results)
+                .await
+            {
+                Ok(()) => self.unreported.delivered(),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        pending = self.unreported.len(),
+                        dropped_games = self.unreported.dropped(),
+                        "cannot report results; they are sent again after the next round"
+                    );
+                    return;
+                }
+            }
+        }
     }
 
     /// Plans round `self.rounds` against `assigned` and plays its attacker phase off the

@@ -151,7 +151,7 @@ impl v1::coordinator_server::Coordinator for CoordinatorService {
         let lease = lease_from_wire(&req.lease_id).map_err(to_status)?;
         let results = results_from_wire(req.results).map_err(to_status)?;
         self.handle
-            .report_results(lease, results)
+            .report_results(lease, req.report_id, results)
             .await
             .map_err(to_status)?;
         Ok(Response::new(v1::ReportResultsResponse {}))

@@ -35,7 +35,7 @@ enum Command {
         count: usize,
         reply: Reply<Vec<Member>>,
     },
-    ReportResults(LeaseId, Vec<MatchResult>, Reply<()>),
+    ReportResults(LeaseId, u64, Vec<MatchResult>, Reply<()>),
     CheckPublish(PublishHeader, Reply<PublishCheck>),
     UploadWriter(Reply<BlobWriter>),
     Publish(PublishHeader, Option<StagedBlob>, Reply<Published>),
@@ -128,8 +128,13 @@ impl CoordinatorHandle {
         .await
     }
 
-    pub async fn report_results(&self, lease: LeaseId, results: Vec<MatchResult>) -> Result<()> {
-        self.call(|r| Command::ReportResults(lease, results, r))
+    pub async fn report_results(
+        &self,
+        lease: LeaseId,
+        report_id: u64,
+        results: Vec<MatchResult>,
+    ) -> Result<()> {
+        self.call(|r| Command::ReportResults(lease, report_id, results, r))
             .await
     }
 
@@ -241,8 +246,10 @@ fn handle(state: &mut CoordinatorState, command: Command, views: &watch::Sender<
             let value = state.assign_opponents(&lease, agent_version, count, now);
             answer(state, views, reply, value);
         }
-        Command::ReportResults(lease, results, reply) => {
-            let value = state.report_results(&lease, &results, now).map(|_| ());
+        Command::ReportResults(lease, report_id, results, reply) => {
+            let value = state
+                .report_results(&lease, report_id, &results, now)
+                .map(|_| ());
             answer(state, views, reply, value);
         }
         Command::CheckPublish(header, reply) => {

@@ -70,10 +70,18 @@ impl CoordinatorState {
     pub fn report_results(
         &mut self,
         lease: &LeaseId,
+        report_id: u64,
         results: &[MatchResult],
         now: Instant,
     ) -> Result<usize> {
         self.leases.require(lease, Role::Actor, now)?;
+        if report_id != 0 && self.reports.contains(&report_id) {
+            tracing::debug!(
+                report_id,
+                "a report counted before was sent again; not added"
+            );
+            return Ok(0);
+        }
         if let Some(r) = results.iter().find(|r| r.games > MAX_GAMES_PER_RESULT) {
             return Err(Error::invalid(
                 "results.games",
@@ -98,6 +106,9 @@ impl CoordinatorState {
             );
         }
         self.league.record(&known)?;
+        if report_id != 0 {
+            self.reports.insert(report_id);
+        }
         Ok(unknown.len())
     }
 }

@@ -39,6 +39,42 @@ pub use publish::PublishCheck;
 
 pub(crate) const RUN_FILE: &str = "run.json";
 
+/// Report ids remembered (8 bytes each, twice): far more reports than actors retry.
+const REMEMBERED_REPORTS: usize = 65_536;
+
+/// The latest `capacity` ids, the oldest forgotten first.
+#[derive(Debug)]
+struct RecentIds {
+    order: std::collections::VecDeque<u64>,
+    set: std::collections::HashSet<u64>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    fn new(capacity: usize) -> Self {
+        Self {
+            order: std::collections::VecDeque::new(),
+            set: std::collections::HashSet::new(),
+            capacity,
+        }
+    }
+
+    fn contains(&self, id: &u64) -> bool {
+        self.set.contains(id)
+    }
+
+    fn insert(&mut self, id: u64) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+            while self.order.len() > self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
 /// The coordinator's whole state.
 #[derive(Debug)]
 pub struct CoordinatorState {
@@ -48,6 +84,9 @@ pub struct CoordinatorState {
     league: League,
     record: RunRecord,
     leases: Leases,
+    /// Ids of the latest match-result reports counted (a retried report is not counted
+    /// twice); in memory only: a restart forgets them.
+    reports: RecentIds,
     rng: ChaCha8Rng,
     /// Changes since this start (the low 32 bits of the revision).
     changes: u32,

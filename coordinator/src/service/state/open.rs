@@ -54,6 +54,7 @@ impl CoordinatorState {
         );
         Ok(Self {
             leases: Leases::new(config.lease_ttl),
+            reports: super::RecentIds::new(super::REMEMBERED_REPORTS),
             config,
             dir,
             blobs,

@@ -360,6 +360,7 @@ fn opponents_come_from_the_population_for_actors_only() {
     state
         .report_results(
             &actor,
+            11,
             &[MatchResult {
                 agent_version: 0,
                 attacker_id: members[0].id.clone(),
@@ -385,27 +386,32 @@ fn opponents_come_from_the_population_for_actors_only() {
     ] {
         assert!(
             state
-                .report_results(from, &[good(), bad.clone()], now)
+                .report_results(from, 12, &[good(), bad.clone()], now)
                 .is_err(),
             "{bad:?}"
         );
     }
-    for unknown in [
-        result(0, "attacker-9999", 1),
-        result(current + 1, &members[0].id, 1),
+    for (id, unknown) in [
+        (13, result(0, "attacker-9999", 1)),
+        (14, result(current + 1, &members[0].id, 1)),
     ] {
         let left_out = state
-            .report_results(&actor, &[good(), unknown], now)
+            .report_results(&actor, id, &[good(), unknown], now)
             .unwrap();
         assert_eq!(left_out, 1);
     }
+    // A report sent again (its answer was lost) is acknowledged and not counted twice; a
+    // report with no id is always counted.
+    assert_eq!(state.report_results(&actor, 14, &[good()], now).unwrap(), 0);
+    state.report_results(&actor, 0, &[good()], now).unwrap();
+    state.report_results(&actor, 0, &[good()], now).unwrap();
     drop(state);
     let state = CoordinatorState::open(tmp.path(), config()).unwrap();
     let cell = state.league.payoff().get(0, &members[0].id);
     assert_eq!(
         (cell.games, cell.attacker_wins),
-        (6, 3),
-        "two good results added"
+        (8, 3),
+        "two good results, the retry of report 14 left out, two without id"
     );
 }
 
