@@ -245,6 +245,56 @@ fn killed_run_resumes_without_replaying_or_skipping_iterations() {
             assert_eq!(d["mcnemar_p"], 1.0);
         }
     }
+
+    // Resume takes the run's own settings: another setting is an error naming it, not
+    // silently ignored; `--iterations` extends the finished run from its last iteration.
+    let changed = arlas()
+        .args(["train", "--quiet", "--resume"])
+        .arg(&run)
+        .args(["--agent-lr", "1e-3"])
+        .output()
+        .unwrap();
+    assert!(!changed.status.success());
+    let err = String::from_utf8_lossy(&changed.stderr);
+    assert!(err.contains("agent.train.learning_rate"), "{err}");
+    let shorter = arlas()
+        .args(["train", "--quiet", "--resume"])
+        .arg(&run)
+        .args(["--iterations", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        !shorter.status.success(),
+        "3 iterations done cannot become 2"
+    );
+    let extended = arlas()
+        .args(["train", "--quiet", "--json", "--resume"])
+        .arg(&run)
+        .args(["--iterations", "4"])
+        .output()
+        .unwrap();
+    assert!(
+        extended.status.success(),
+        "{}",
+        String::from_utf8_lossy(&extended.stderr)
+    );
+    let state = read_json(&run.join("state.json"));
+    assert_eq!(
+        (
+            state["iterations_done"].as_u64(),
+            state["finished"].as_bool()
+        ),
+        (Some(4), Some(true))
+    );
+    assert_eq!(read_json(&run.join("config.json"))["iterations"], 4);
+    let iterations: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["kind"] == "iteration")
+        .map(|r| r["iteration"].as_u64().unwrap())
+        .collect();
+    assert_eq!(iterations, [1, 2, 3, 4]);
 }
 
 #[test]

@@ -19,7 +19,8 @@ pub struct TrainArgs {
         conflicts_with = "resume"
     )]
     pub run_dir: Option<PathBuf>,
-    /// Continue the stopped run in this directory, with its own settings.
+    /// Continue the stopped run in this directory, with its own settings; `--iterations N`
+    /// (the only setting that can change) extends a finished run to N iterations.
     #[arg(long, env = "ARLAS_RESUME")]
     pub resume: Option<PathBuf>,
     /// Settings file: TOML with the keys of a run's config.json (a JSON file named *.json
@@ -204,9 +205,47 @@ pub struct SettingsArgs {
     #[serde(rename = "eval.every")]
     pub eval_every: Option<u32>,
 }
+/// `--resume` takes the run's own settings: anything given besides `--iterations` is an error,
+/// not silently ignored.
+fn resume_changes(args: &TrainArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.config.is_none(),
+        "--resume continues a run with its own settings (its config.json); --config cannot change them"
+    );
+    let given = serde_json::to_value(&args.settings)?;
+    let changed: Vec<&String> = given
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, value)| {
+            key.as_str() != "iterations"
+                && !value.is_null()
+                && value.as_array().is_none_or(|a| !a.is_empty())
+        })
+        .map(|(key, _)| key)
+        .collect();
+    anyhow::ensure!(
+        changed.is_empty(),
+        "--resume continues a run with its own settings (its config.json); only --iterations \
+         can change, but these were given: {}",
+        changed
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let (dir, start) = match (&args.resume, &args.run_dir) {
-        (Some(dir), _) => (dir.clone(), Start::Resume),
+        (Some(dir), _) => {
+            resume_changes(&args)?;
+            if let Some(n) = args.settings.iterations {
+                pipeline::set_iterations(&RunDir::new(dir), n)?;
+            }
+            (dir.clone(), Start::Resume)
+        }
         (None, Some(dir)) => {
             let mut settings =
                 arlas::config::load(&Settings::default(), args.config.as_deref(), &args.settings)?;

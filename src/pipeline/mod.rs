@@ -192,6 +192,35 @@ pub fn bench_iteration(
 }
 
 /// Runs (or resumes) a whole ARLAS run in `dir`.
+/// Sets a stopped or finished run's iteration count before it is resumed: more iterations
+/// continue a finished run from its last one (the final evaluation and report are made
+/// again at the new end); fewer than it has done is an error. `config.json` records it.
+pub fn set_iterations(dir: &RunDir, iterations: u32) -> anyhow::Result<()> {
+    let mut settings: Settings = read_json(&dir.config())?;
+    let mut state = dir.read_progress()?;
+    anyhow::ensure!(
+        iterations >= state.iterations_done,
+        "the run in {} has done {} iterations; --iterations {iterations} cannot undo them",
+        dir.root().display(),
+        state.iterations_done
+    );
+    if iterations == settings.iterations {
+        return Ok(());
+    }
+    tracing::info!(
+        from = settings.iterations,
+        to = iterations,
+        "the run's iteration count changes on resume"
+    );
+    settings.iterations = iterations;
+    write_json(&dir.config(), &settings)?;
+    if state.finished && iterations > state.iterations_done {
+        state.finished = false;
+        dir.write_progress(&state)?;
+    }
+    Ok(())
+}
+
 pub fn run(dir: RunDir, start: Start, options: &RunOptions) -> anyhow::Result<Summary> {
     let mut pipeline = Pipeline::open(dir, start, options)?;
     let (agent, attacker) = pipeline.warm_up()?;
