@@ -240,16 +240,13 @@ fn bad_input_is_an_observation_or_a_clear_error_and_the_service_keeps_serving() 
     assert_eq!(env.episode(0).verdicts().map(|v| v.utility), Some(true));
 }
 
-/// `arlas train --env agentdojo` end to end on the tiny model: imitation of AgentDojo's own
-/// `oracle`/`obey`, an ARLAS iteration and the evaluations, recorded like a built-in run.
-#[test]
-fn train_runs_end_to_end_on_agentdojo() {
-    let dir = setup();
-    let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
+/// `arlas train --env agentdojo --suites banking` on the tiny model, one iteration of 2
+/// tasks x 2 rollouts and a one-epoch warm-up, with `extra` flags; logs at info (the
+/// cluster's role logs are read).
+fn train(tmp: &tempfile::TempDir, run: &Path, extra: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_arlas"))
-        .env("ARLAS_LOG", "warn")
-        .env("ARLAS_AGENTDOJO_DIR", dir)
+        .env("ARLAS_LOG", "info")
+        .env("ARLAS_AGENTDOJO_DIR", setup())
         .args([
             "train",
             "--env",
@@ -262,7 +259,7 @@ fn train_runs_end_to_end_on_agentdojo() {
         .arg("--models-dir")
         .arg(tmp.path().join("models"))
         .arg("--run-dir")
-        .arg(&run)
+        .arg(run)
         .args([
             "--iterations",
             "1",
@@ -271,21 +268,34 @@ fn train_runs_end_to_end_on_agentdojo() {
             "--group-size",
             "2",
         ])
-        .args([
-            "--warmup-episodes",
-            "8",
-            "--warmup-epochs",
-            "1",
-            "--eval-episodes",
-            "2",
-        ])
-        .args(["--max-turns", "4", "--quiet", "--json"])
+        .args(["--warmup-epochs", "1", "--quiet", "--json"])
+        .args(extra)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `arlas train --env agentdojo` end to end on the tiny model: imitation of AgentDojo's own
+/// `oracle`/`obey`, an ARLAS iteration and the evaluations, recorded like a built-in run.
+#[test]
+fn train_runs_end_to_end_on_agentdojo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    train(
+        &tmp,
+        &run,
+        &[
+            "--warmup-episodes",
+            "8",
+            "--eval-episodes",
+            "2",
+            "--max-turns",
+            "4",
+        ],
     );
     let config: Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
@@ -313,48 +323,21 @@ fn train_runs_end_to_end_on_agentdojo() {
 /// AgentDojo service, rounds are played on it, and the run finishes like a one-process one.
 #[test]
 fn train_with_processes_plays_agentdojo_in_every_actor() {
-    let dir = setup();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    let out = Command::new(env!("CARGO_BIN_EXE_arlas"))
-        .env("ARLAS_LOG", "info")
-        .env("ARLAS_AGENTDOJO_DIR", dir)
-        .args([
-            "train",
+    train(
+        &tmp,
+        &run,
+        &[
             "--processes",
             "2",
-            "--env",
-            "agentdojo",
-            "--suites",
-            "banking",
-        ])
-        .args(["--model", "tiny", "--models-dir"])
-        .arg(tmp.path().join("models"))
-        .arg("--run-dir")
-        .arg(&run)
-        .args([
-            "--iterations",
-            "1",
-            "--tasks-per-iteration",
-            "2",
-            "--group-size",
-            "2",
-        ])
-        .args([
             "--warmup-episodes",
             "4",
-            "--warmup-epochs",
-            "1",
             "--eval-episodes",
             "1",
-        ])
-        .args(["--max-turns", "3", "--quiet", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            "--max-turns",
+            "3",
+        ],
     );
     // Every actor serves itself AgentDojo; which of them plays the iteration's rounds is a
     // race (one round may be all the run needs).

@@ -52,6 +52,17 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
+/// The iterations `metrics.jsonl` records, in order.
+fn iterations_logged(run: &Path) -> Vec<u64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["kind"] == "iteration")
+        .map(|r| r["iteration"].as_u64().unwrap())
+        .collect()
+}
+
 fn wait_for(deadline: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < deadline {
@@ -112,13 +123,7 @@ fn killed_run_resumes_without_replaying_or_skipping_iterations() {
     assert_eq!(state["iterations_done"], 3);
     assert_eq!(state["finished"], true);
     // Each iteration logged exactly once, in order.
-    let iterations: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["kind"] == "iteration")
-        .map(|r| r["iteration"].as_u64().unwrap())
-        .collect();
+    let iterations = iterations_logged(&run);
     assert_eq!(iterations, [1, 2, 3]);
     // The warm-up attacker, then at most one attacker per iteration, each iteration once,
     // and only when its weights changed: no two members hold the same weights.
@@ -287,13 +292,7 @@ fn killed_run_resumes_without_replaying_or_skipping_iterations() {
         (Some(4), Some(true))
     );
     assert_eq!(read_json(&run.join("config.json"))["iterations"], 4);
-    let iterations: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["kind"] == "iteration")
-        .map(|r| r["iteration"].as_u64().unwrap())
-        .collect();
+    let iterations = iterations_logged(&run);
     assert_eq!(iterations, [1, 2, 3, 4]);
 }
 
