@@ -228,6 +228,28 @@ impl RemoteEnvironment {
         &self.description
     }
 
+    /// The tasks of `split` in the chosen suites, by suite.
+    fn pools(&self, split: Split) -> Vec<(&String, &Vec<String>)> {
+        self.description
+            .tasks
+            .iter()
+            .filter(|((suite, s), _)| {
+                *s == split && (self.suites.is_empty() || self.suites.contains(suite))
+            })
+            .map(|((suite, _), tasks)| (suite, tasks))
+            .collect()
+    }
+
+    fn task_ref(&self, suite: &str, split: Split, task: &str, seed: u64) -> TaskRef {
+        TaskRef {
+            environment: self.description.name.clone(),
+            suite: suite.to_string(),
+            split,
+            task: task.to_string(),
+            seed,
+        }
+    }
+
     /// Runs one rpc on the client's runtime and waits for its answer.
     fn call<T, F>(&self, rpc: &'static str, f: F) -> Result<T>
     where
@@ -377,15 +399,7 @@ impl Environment for RemoteEnvironment {
     }
 
     fn sample(&self, split: Split, seed: u64) -> arlas_game::Result<TaskRef> {
-        let pools: Vec<(&String, &Vec<String>)> = self
-            .description
-            .tasks
-            .iter()
-            .filter(|((suite, s), _)| {
-                *s == split && (self.suites.is_empty() || self.suites.contains(suite))
-            })
-            .map(|((suite, _), tasks)| (suite, tasks))
-            .collect();
+        let pools = self.pools(split);
         let total: usize = pools.iter().map(|(_, t)| t.len()).sum();
         if total == 0 {
             return Err(self.game_error(format!("no {split} task in the chosen suites")));
@@ -394,32 +408,14 @@ impl Environment for RemoteEnvironment {
         let mixed = arlas_game::seed::mix(seed, 0x656e_7673);
         let (suite, tasks) = pools[(mixed % pools.len() as u64) as usize];
         let task = &tasks[((mixed >> 16) % tasks.len() as u64) as usize];
-        Ok(TaskRef {
-            environment: self.description.name.clone(),
-            suite: suite.clone(),
-            split,
-            task: task.clone(),
-            seed,
-        })
+        Ok(self.task_ref(suite, split, task, seed))
     }
 
     fn all_tasks(&self, split: Split) -> arlas_game::Result<Vec<TaskRef>> {
         Ok(self
-            .description
-            .tasks
-            .iter()
-            .filter(|((suite, s), _)| {
-                *s == split && (self.suites.is_empty() || self.suites.contains(suite))
-            })
-            .flat_map(|((suite, _), tasks)| {
-                tasks.iter().map(move |task| TaskRef {
-                    environment: self.description.name.clone(),
-                    suite: suite.clone(),
-                    split,
-                    task: task.clone(),
-                    seed: 0,
-                })
-            })
+            .pools(split)
+            .into_iter()
+            .flat_map(|(suite, tasks)| tasks.iter().map(move |t| self.task_ref(suite, split, t, 0)))
             .collect())
     }
 
