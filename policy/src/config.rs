@@ -1,13 +1,19 @@
 //! `LlamaConfig`: the model shape, mirroring a Hugging Face `config.json`.
 //!
-//! The same file describes SmolLM2, Llama and Qwen2-style models; unknown keys are kept
-//! (in `extra`) so that a loaded config is written back unchanged.
+//! The same file describes SmolLM2, Llama (1 to 3.x, with `llama3` RoPE scaling), Mistral,
+//! Qwen2 and Qwen3 (q/k norms) models; unknown keys are kept (in `extra`) so that a loaded
+//! config is written back unchanged, but a key that would change the computation and is
+//! not implemented (sliding windows, soft-capping, experts, ...) is an error naming it.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// The longest sequence arlas runs, whatever a config allows (Llama 3.1 allows 131,072):
+/// it bounds the rotary tables to a few tens of MB.
+pub const MAX_CONTEXT: usize = 32_768;
 
 /// One token id or several (Hugging Face allows both for `eos_token_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,7 +39,7 @@ pub struct LlamaConfig {
     /// `["LlamaForCausalLM"]` or `["Qwen2ForCausalLM"]`: what transformers instantiates.
     #[serde(default = "default_architectures")]
     pub architectures: Vec<String>,
-    /// `llama` or `qwen2`.
+    /// `llama`, `mistral`, `qwen2` or `qwen3`.
     #[serde(default = "default_model_type")]
     pub model_type: String,
     pub hidden_size: usize,
@@ -71,7 +77,8 @@ pub struct LlamaConfig {
     /// Standard deviation of the random initialisation.
     #[serde(default = "default_initializer_range")]
     pub initializer_range: f64,
-    /// RoPE scaling is not supported: a config that sets it is rejected by `validate`.
+    /// RoPE scaling as Hugging Face writes it: `null`, `default` or `llama3` (Llama 3.1+);
+    /// any other type is rejected by `validate` (see [`LlamaConfig::rope_scaling`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<serde_json::Value>,
     /// Every other key of the file, written back unchanged.
@@ -123,6 +130,12 @@ impl LlamaConfig {
         serde_json::to_string_pretty(self).map_err(|e| Error::json("config.json", e))
     }
 
+    /// The longest sequence this model runs: `max_position_embeddings`, at most
+    /// [`MAX_CONTEXT`].
+    pub fn context_len(&self) -> usize {
+        self.max_position_embeddings.min(MAX_CONTEXT)
+    }
+
     /// Heads of K and V.
     pub fn kv_heads(&self) -> usize {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
@@ -137,6 +150,32 @@ impl LlamaConfig {
     /// Whether q/k/v carry a bias.
     pub fn qkv_bias(&self) -> bool {
         self.attention_bias.unwrap_or(self.model_type == "qwen2")
+    }
+
+    /// Whether each head's queries and keys are RMS-normalised before RoPE (Qwen3's
+    /// `q_norm`/`k_norm`, one weight of the head width each).
+    pub fn qk_norm(&self) -> bool {
+        self.model_type == "qwen3"
+    }
+
+    /// The RoPE frequency scaling the config asks for (`None`: plain RoPE), from
+    /// `rope_scaling` or, as transformers 5 writes it, `rope_parameters`.
+    pub fn rope_scaling(&self) -> Result<Option<RopeScaling>> {
+        let value = self
+            .rope_scaling
+            .as_ref()
+            .filter(|v| !v.is_null())
+            .or_else(|| self.extra.get("rope_parameters"));
+        RopeScaling::parse(value)
+    }
+
+    /// RoPE's base: `rope_theta`, or the one in `rope_parameters` where transformers 5 moved it.
+    pub fn rope_base(&self) -> f64 {
+        self.extra
+            .get("rope_parameters")
+            .and_then(|p| p.get("rope_theta"))
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(self.rope_theta)
     }
 
     /// End-of-sequence ids from the config (may be empty).
@@ -158,7 +197,12 @@ impl LlamaConfig {
         } else {
             0
         };
-        let attention = h * q + 2 * h * kv + q * h + bias;
+        let qk_norm = if self.qk_norm() {
+            2 * self.head_width()
+        } else {
+            0
+        };
+        let attention = h * q + 2 * h * kv + q * h + bias + qk_norm;
         let mlp = 3 * h * self.intermediate_size + mlp_bias;
         let layer = attention + mlp + 2 * h;
         let embed = self.vocab_size * h;
@@ -214,20 +258,142 @@ impl LlamaConfig {
                 self.hidden_act
             ));
         }
-        if let Some(scaling) = &self.rope_scaling
-            && !scaling.is_null()
-        {
+        self.rope_scaling()?;
+        if !matches!(
+            self.model_type.as_str(),
+            "llama" | "qwen2" | "qwen3" | "mistral"
+        ) {
             return fail(format!(
-                "rope_scaling {scaling} is not supported: use a model without rope scaling"
-            ));
-        }
-        if !matches!(self.model_type.as_str(), "llama" | "qwen2" | "mistral") {
-            return fail(format!(
-                "model_type {:?} is not supported: use a llama, mistral or qwen2 model",
+                "model_type {:?} is not supported: use a llama, mistral, qwen2 or qwen3 model",
                 self.model_type
             ));
         }
+        if let Some(msg) = unsupported_key(&self.extra, self.max_position_embeddings) {
+            return fail(msg);
+        }
         Ok(())
+    }
+}
+
+/// The first key of a config's otherwise-unread fields that asks for something the decoder
+/// does not compute, with what to do; `None` when every such key has a value that changes
+/// nothing (as Hugging Face's own configs write them: `false`, `null`, `0.0`, 1).
+fn unsupported_key(
+    extra: &serde_json::Map<String, serde_json::Value>,
+    max_positions: usize,
+) -> Option<String> {
+    use serde_json::Value;
+    let is_off = |v: &Value| match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        _ => false,
+    };
+    for (key, value) in extra {
+        let unsupported = match key.as_str() {
+            "use_sliding_window"
+            | "rope_interleaved"
+            | "attn_logit_softcapping"
+            | "final_logit_softcapping"
+            | "quantization_config"
+            | "num_experts"
+            | "num_local_experts"
+            | "attention_dropout"
+            | "hidden_dropout" => !is_off(value),
+            // Qwen2/3 write a window that only applies with `use_sliding_window`; Mistral's
+            // applies whenever it is set and shorter than the context.
+            "sliding_window" => {
+                !extra.contains_key("use_sliding_window")
+                    && value
+                        .as_u64()
+                        .is_some_and(|w| usize::try_from(w).is_ok_and(|w| w < max_positions))
+            }
+            "partial_rotary_factor" => value.as_f64() != Some(1.0),
+            "layer_types" => value
+                .as_array()
+                .is_none_or(|layers| layers.iter().any(|l| l != "full_attention")),
+            _ => false,
+        };
+        if unsupported {
+            return Some(format!(
+                "config field {key} = {value} is not supported by arlas's decoder \
+                 (use a model without it, or remove the field if it changes nothing)"
+            ));
+        }
+    }
+    None
+}
+
+/// Rescaled RoPE frequencies, Hugging Face's `rope_type` `llama3` (Llama 3.1 and later):
+/// wavelengths longer than `original_max_position_embeddings / low_freq_factor` are slowed
+/// by `factor`, those shorter than `... / high_freq_factor` kept, and the band between
+/// interpolated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RopeScaling {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: f64,
+}
+
+impl RopeScaling {
+    fn parse(value: Option<&serde_json::Value>) -> Result<Option<Self>> {
+        let Some(value) = value.filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        let fail = |msg: String| Err(Error::Config(format!("rope_scaling {value}: {msg}")));
+        let Some(map) = value.as_object() else {
+            return fail("expected an object".into());
+        };
+        // Hugging Face has written the type under both names.
+        let kind = map
+            .get("rope_type")
+            .or_else(|| map.get("type"))
+            .and_then(serde_json::Value::as_str);
+        match kind {
+            Some("default") => return Ok(None),
+            Some("llama3") => {}
+            Some(other) => {
+                return fail(format!(
+                    "rope_type {other:?} is not supported (only default and llama3)"
+                ));
+            }
+            None => return fail("rope_type is missing".into()),
+        }
+        let number = |key: &str| map.get(key).and_then(serde_json::Value::as_f64);
+        let get = |key: &str| {
+            number(key)
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .ok_or_else(|| key.to_string())
+        };
+        let parsed = (|| -> std::result::Result<Self, String> {
+            Ok(Self {
+                factor: get("factor")?,
+                low_freq_factor: get("low_freq_factor")?,
+                high_freq_factor: get("high_freq_factor")?,
+                original_max_position_embeddings: get("original_max_position_embeddings")?,
+            })
+        })();
+        match parsed {
+            Ok(s) if s.high_freq_factor > s.low_freq_factor => Ok(Some(s)),
+            Ok(_) => fail("high_freq_factor must exceed low_freq_factor".into()),
+            Err(key) => fail(format!("{key} must be a positive number")),
+        }
+    }
+
+    /// The scaled inverse frequency of one rotary pair whose unscaled one is `freq`.
+    pub fn scale(&self, freq: f64) -> f64 {
+        let wavelen = 2.0 * std::f64::consts::PI / freq;
+        let low_freq_wavelen = self.original_max_position_embeddings / self.low_freq_factor;
+        let high_freq_wavelen = self.original_max_position_embeddings / self.high_freq_factor;
+        if wavelen < high_freq_wavelen {
+            freq
+        } else if wavelen > low_freq_wavelen {
+            freq / self.factor
+        } else {
+            let smooth = (self.original_max_position_embeddings / wavelen - self.low_freq_factor)
+                / (self.high_freq_factor - self.low_freq_factor);
+            (1.0 - smooth) * freq / self.factor + smooth * freq
+        }
     }
 }
 

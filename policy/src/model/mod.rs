@@ -1,5 +1,6 @@
 //! The Llama-family decoder: RMSNorm, RoPE (rotate-half), grouped-query attention, SwiGLU,
-//! tied or untied head, optional q/k/v bias (Qwen2) and optional LoRA adapters.
+//! tied or untied head, optional q/k/v bias (Qwen2), optional per-head q/k RMSNorm before
+//! RoPE (Qwen3), Llama 3 RoPE scaling (rope.rs) and optional LoRA adapters.
 //!
 //! Tensor names are Hugging Face's (`model.layers.{i}.self_attn.q_proj.weight`, ...), so the
 //! same construction trains from a `Var` store and loads a safetensors checkpoint.
@@ -60,9 +61,55 @@ struct Attention {
     o_proj: Linear,
     /// q, k and v stacked into one projection (see [`Decoder::stacked`]).
     qkv: Option<Stacked>,
+    /// Qwen3's `q_norm` and `k_norm` weights, `(head_dim,)` each, and their eps.
+    qk_norm: Option<QkNorm>,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+}
+
+/// RMSNorm of every query and key head before RoPE (Qwen3).
+#[derive(Debug, Clone)]
+struct QkNorm {
+    q: Tensor,
+    k: Tensor,
+    eps: f64,
+}
+
+impl QkNorm {
+    fn map(&self, f: &impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        Ok(Self {
+            q: f(&self.q)?,
+            k: f(&self.k)?,
+            eps: self.eps,
+        })
+    }
+
+    /// Normalises q and k inside a decoding step's `(B, (heads + 2 kv_heads) * hd)` product.
+    fn stacked(&self, qkv: &Tensor, heads: Heads, ops: Ops) -> Result<Tensor> {
+        let Heads {
+            heads,
+            kv_heads,
+            head_dim: hd,
+        } = heads;
+        let b = qkv.dim(0)?;
+        let part = |start: usize, n: usize, w: Option<&Tensor>| -> Result<Tensor> {
+            let x = qkv.narrow(D::Minus1, start * hd, n * hd)?;
+            match w {
+                Some(w) => {
+                    Ok(
+                        ops::rms_norm(&x.contiguous()?.reshape((b, n, hd))?, w, self.eps, ops)?
+                            .reshape((b, n * hd))?,
+                    )
+                }
+                None => Ok(x),
+            }
+        };
+        let q = part(0, heads, Some(&self.q))?;
+        let k = part(heads, kv_heads, Some(&self.k))?;
+        let v = part(heads + kv_heads, kv_heads, None)?;
+        Ok(Tensor::cat(&[q, k, v], D::Minus1)?)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +178,15 @@ impl Attention {
             v_proj: lin("v_proj", h, kv, bias)?,
             o_proj: lin("o_proj", q, h, false)?,
             qkv: None,
+            qk_norm: if cfg.qk_norm() {
+                Some(QkNorm {
+                    q: norm_weight(&vb.pp("q_norm"), hd)?,
+                    k: norm_weight(&vb.pp("k_norm"), hd)?,
+                    eps: cfg.rms_norm_eps,
+                })
+            } else {
+                None
+            },
             heads: cfg.num_attention_heads,
             kv_heads: cfg.kv_heads(),
             head_dim: hd,
@@ -150,7 +206,7 @@ impl Attention {
                 let (cache, layer) = cache.ok_or_else(|| {
                     Error::InvalidInput("a decoding step needs the kv cache".into())
                 })?;
-                return self.decode(x, step, cache, layer);
+                return self.decode(x, step, cache, layer, ops);
             }
             Step::Full { cos, sin, mask } => (*cos, *sin, *mask),
         };
@@ -176,7 +232,11 @@ impl Attention {
                 self.v_proj.forward(x)?,
             ),
         };
-        let (q, k, v) = (split(q, nh)?, split(k, nkv)?, split(v, nkv)?);
+        let (mut q, mut k, v) = (split(q, nh)?, split(k, nkv)?, split(v, nkv)?);
+        if let Some(norm) = &self.qk_norm {
+            q = ops::rms_norm(&q, &norm.q, norm.eps, ops)?;
+            k = ops::rms_norm(&k, &norm.k, norm.eps, ops)?;
+        }
         let q = ops::rope(&q, cos, sin, kernels)?;
         let k = ops::rope(&k, cos, sin, kernels)?;
         let scale = 1.0 / usize_to_f64(hd).sqrt();
@@ -231,6 +291,7 @@ impl Attention {
         step: &DecodeStep,
         cache: &mut KvCache,
         layer: usize,
+        ops: Ops,
     ) -> Result<Tensor> {
         let qkv = match &self.qkv {
             Some(qkv) => qkv.forward(x)?,
@@ -247,6 +308,10 @@ impl Attention {
             heads: self.heads,
             kv_heads: self.kv_heads,
             head_dim: self.head_dim,
+        };
+        let qkv = match &self.qk_norm {
+            Some(norm) => norm.stacked(&qkv, heads, ops)?,
+            None => qkv,
         };
         let kv = cache.buffer(
             layer,
@@ -269,6 +334,7 @@ impl Attention {
             v_proj: self.v_proj.map(f)?,
             o_proj: self.o_proj.map(f)?,
             qkv: self.qkv.as_ref().map(|l| l.map(f)).transpose()?,
+            qk_norm: self.qk_norm.as_ref().map(|n| n.map(f)).transpose()?,
             ..*self
         })
     }
@@ -288,6 +354,7 @@ impl Attention {
             v_proj: merged(&self.v_proj)?,
             o_proj: self.o_proj.for_sampling(pack)?,
             qkv,
+            qk_norm: self.qk_norm.clone(),
             ..*self
         })
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 
-use crate::config::LlamaConfig;
+use crate::config::{LlamaConfig, MAX_CONTEXT};
 use crate::error::{Error, Result};
 
 /// Where each query token sits in its sequence.
@@ -34,12 +34,16 @@ pub(crate) struct RopeTables {
 impl RopeTables {
     pub(crate) fn new(config: &LlamaConfig, device: &Device) -> Result<Self> {
         let hd = config.head_width();
-        let max_positions = config.max_position_embeddings;
+        let max_positions = config.context_len();
         let half = hd / 2;
         let mut cos = Vec::with_capacity(max_positions * half);
         let mut sin = Vec::with_capacity(max_positions * half);
+        // Llama 3's scaling rescales the frequencies (see `RopeScaling`).
+        let scaling = config.rope_scaling()?;
+        let base = config.rope_base();
         let inv_freq: Vec<f64> = (0..half)
-            .map(|i| 1.0 / config.rope_theta.powf(small_f64(2 * i) / small_f64(hd)))
+            .map(|i| 1.0 / base.powf(small_f64(2 * i) / small_f64(hd)))
+            .map(|f| scaling.map_or(f, |s| s.scale(f)))
             .collect();
         for p in 0..max_positions {
             for f in &inv_freq {
@@ -107,7 +111,8 @@ impl RopeTables {
 
     fn too_long(&self, needed: usize) -> Error {
         Error::InvalidInput(format!(
-            "sequence of {needed} tokens exceeds the model's max_position_embeddings ({})",
+            "sequence of {needed} tokens exceeds the context of {} positions \
+             (the model's max_position_embeddings, at most {MAX_CONTEXT} in arlas)",
             self.max_positions
         ))
     }

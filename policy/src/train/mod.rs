@@ -334,7 +334,7 @@ impl Trainer {
         let config = self.policy.config();
         let mut total = 0;
         for (i, item) in items.enumerate() {
-            validate_item(i, item, config.vocab_size, config.max_position_embeddings)?;
+            validate_item(i, item, config.vocab_size, config.context_len())?;
             total += item.scored_tokens();
         }
         if total == 0 {
