@@ -25,7 +25,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::chat::ChatFormat;
+use crate::chat::{ChatFormat, ChatTemplate, JinjaChat};
 use crate::error::{Error, Result};
 use crate::lora::{LORA_TARGETS, LoraConfig};
 use crate::policy::{Policy, tensors_to_safetensors};
@@ -39,6 +39,8 @@ pub const ADAPTER_FILE: &str = "adapter_model.safetensors";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
 pub const CHAT_FILE: &str = "arlas_chat.json";
+/// Where transformers 4.43+ saves a model's chat template, beside `tokenizer_config.json`.
+pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const TRAINER_STATE: &str = "trainer_state.json";
 
@@ -161,12 +163,28 @@ fn tokenizer_config(policy: &Policy) -> serde_json::Value {
         .bos_token_id
         .as_ref()
         .and_then(|b| b.to_vec().first().copied());
+    let chat = policy.chat();
+    // A model's own template keeps its text and the special tokens it was rendered with.
+    let (template, bos, eos) = match chat.jinja() {
+        Some(j) => (
+            serde_json::Value::from(j.source()),
+            j.bos_token()
+                .map_or(serde_json::Value::Null, serde_json::Value::from),
+            j.eos_token()
+                .map_or(serde_json::Value::Null, serde_json::Value::from),
+        ),
+        None => (
+            serde_json::Value::from(chat.format().jinja()),
+            name(bos),
+            name(eos),
+        ),
+    };
     serde_json::json!({
         "tokenizer_class": "PreTrainedTokenizerFast",
-        "chat_template": policy.chat().format().jinja(),
-        "eos_token": name(eos),
-        "bos_token": name(bos),
-        "pad_token": name(eos),
+        "chat_template": template,
+        "eos_token": eos,
+        "bos_token": bos,
+        "pad_token": name(config.eos_ids().first().copied()),
         "model_max_length": config.max_position_embeddings,
         "clean_up_tokenization_spaces": false,
     })
@@ -356,10 +374,12 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// The chat format of a model directory: `arlas_chat.json`, else the `chat_template` of
-/// `tokenizer_config.json`, else guessed from the vocabulary.
-pub(crate) fn read_chat_format(dir: &Path, tokenizer: &PolicyTokenizer) -> Result<ChatFormat> {
+/// The chat of a model directory: the built-in format `arlas_chat.json` names; else the
+/// model's own template (`chat_template.jinja`, or the `chat_template` of
+/// `tokenizer_config.json`); else a built-in format guessed from the vocabulary.
+pub(crate) fn read_chat(dir: &Path, tokenizer: &PolicyTokenizer) -> Result<ChatTemplate> {
     let chat = dir.join(CHAT_FILE);
+    let config = read_tokenizer_config(dir)?;
     if chat.is_file() {
         #[derive(Deserialize)]
         struct Chat {
@@ -367,21 +387,57 @@ pub(crate) fn read_chat_format(dir: &Path, tokenizer: &PolicyTokenizer) -> Resul
         }
         let text = std::fs::read_to_string(&chat).map_err(|e| Error::io(&chat, e))?;
         let parsed: Chat = serde_json::from_str(&text).map_err(|e| Error::json(&chat, e))?;
-        return Ok(parsed.format);
+        if parsed.format != ChatFormat::Template {
+            return ChatTemplate::new(parsed.format, tokenizer.clone());
+        }
     }
-    let config = dir.join(TOKENIZER_CONFIG);
-    let template = if config.is_file() {
-        let text = std::fs::read_to_string(&config).map_err(|e| Error::io(&config, e))?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::json(&config, e))?;
-        value
-            .get("chat_template")
-            .and_then(|t| t.as_str())
-            .map(str::to_string)
+    let file = dir.join(CHAT_TEMPLATE_FILE);
+    let template = if file.is_file() {
+        Some(std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?)
     } else {
-        None
+        config.as_ref().and_then(chat_template_of)
     };
-    Ok(ChatFormat::detect(template.as_deref(), tokenizer))
+    match template {
+        Some(source) => {
+            let token = |key: &str| config.as_ref().and_then(|c| special_token(c.get(key)?));
+            let jinja = JinjaChat::new(&source, token("bos_token"), token("eos_token"))?;
+            ChatTemplate::from_jinja(jinja, tokenizer.clone())
+        }
+        None => ChatTemplate::new(ChatFormat::detect(None, tokenizer), tokenizer.clone()),
+    }
+}
+
+fn read_tokenizer_config(dir: &Path) -> Result<Option<serde_json::Value>> {
+    let path = dir.join(TOKENIZER_CONFIG);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::json(&path, e))
+}
+
+/// `chat_template` as one string, or the one named `default` in a list of named templates.
+fn chat_template_of(config: &serde_json::Value) -> Option<String> {
+    match config.get("chat_template")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(named) => named
+            .iter()
+            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+            .and_then(|t| t.get("template")?.as_str())
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// A special token as tokenizer configs write it: a string or `{"content": ...}`.
+fn special_token(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
+        _ => None,
+    }
 }
 
 /// The adapters of a LoRA checkpoint.

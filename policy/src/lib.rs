@@ -58,7 +58,7 @@ pub use base_pool::BasePool;
 /// The candle version this crate is built on (devices, tensors), for downstream crates.
 pub use candle_core;
 pub use candle_core::{Device, Tensor};
-pub use chat::{ChatFormat, ChatTemplate};
+pub use chat::{ChatFormat, ChatTemplate, JinjaChat, Rendered};
 pub use checkpoint::{Manifest, read_manifest, save_policy, verify as verify_checkpoint};
 pub use config::LlamaConfig;
 pub use device::device_from_name;

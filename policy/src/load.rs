@@ -15,9 +15,9 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 
 use crate::base_pool::BasePool;
-use crate::chat::{ChatFormat, ChatTemplate};
+use crate::chat::{ChatFormat, ChatTemplate, JinjaChat};
 use crate::checkpoint;
-use crate::config::LlamaConfig;
+use crate::config::{LlamaConfig, TokenIds};
 use crate::error::{Error, Result};
 use crate::fetch;
 use crate::gguf;
@@ -191,6 +191,25 @@ impl Policy {
     }
 }
 
+/// The GGUF's own chat template, rendered with its BOS and EOS tokens; a built-in format
+/// guessed from the vocabulary when it has none.
+fn gguf_chat(
+    template: Option<&str>,
+    config: &LlamaConfig,
+    tokenizer: PolicyTokenizer,
+) -> Result<ChatTemplate> {
+    let Some(source) = template else {
+        return ChatTemplate::new(ChatFormat::detect(None, &tokenizer), tokenizer);
+    };
+    let token = |ids: Option<Vec<u32>>| {
+        ids.and_then(|ids| ids.first().copied())
+            .and_then(|id| tokenizer.inner().id_to_token(id))
+    };
+    let bos = token(config.bos_token_id.as_ref().map(TokenIds::to_vec));
+    let eos = token(Some(config.eos_ids()));
+    ChatTemplate::from_jinja(JinjaChat::new(source, bos, eos)?, tokenizer)
+}
+
 /// Where a `tiny` preset is cached.
 pub fn tiny_dir(models_dir: &Path, preset: TinyPreset) -> PathBuf {
     models_dir.join(preset.name())
@@ -246,13 +265,13 @@ fn load_smollm2(device: &Device, options: &LoadOptions) -> Result<Policy> {
     let gguf = gguf::load_gguf_llama(&path, device)?;
     let config = LlamaConfig::from_value(gguf.config)?;
     let tokenizer = PolicyTokenizer::new(gguf.tokenizer);
-    let format = ChatFormat::detect(gguf.chat_template.as_deref(), &tokenizer);
+    let chat = gguf_chat(gguf.chat_template.as_deref(), &config, tokenizer)?;
     Policy::assemble(
         PolicyParts {
             config,
             weights: gguf.tensors,
             fill: Fill::Required,
-            chat: ChatTemplate::new(format, tokenizer)?,
+            chat,
             source: "smollm2".to_string(),
             // Pinned and checked when fetched: the base's identity.
             base_id: Some(fetch::GGUF_SHA256.to_string()),
@@ -300,7 +319,7 @@ fn load_dir(
         });
     }
     let tokenizer = PolicyTokenizer::from_file(&dir.join("tokenizer.json"))?;
-    let format = checkpoint::read_chat_format(dir, &tokenizer)?;
+    let chat = checkpoint::read_chat(dir, &tokenizer)?;
     // What a LoRA checkpoint names as its base: the preset, or the directory itself.
     let source = source.map_or_else(|| dir.display().to_string(), str::to_string);
     let base_id = match manifest {
@@ -312,7 +331,7 @@ fn load_dir(
             config,
             weights,
             fill: Fill::Required,
-            chat: ChatTemplate::new(format, tokenizer)?,
+            chat,
             source,
             base_id: Some(base_id),
             lora: fresh_lora(options),

@@ -31,6 +31,11 @@ pub const TINY_SPECIAL_TOKENS: [&str; 5] = [
 pub struct PolicyTokenizer {
     /// Used for content: special-token strings are not matched.
     content: Arc<Tokenizer>,
+    /// Used for a chat template's own text: added tokens are matched (`<|im_start|>` in a
+    /// template is the control token), never inside a message's content.
+    control: Arc<Tokenizer>,
+    /// Ids of the added tokens (control tokens among them).
+    added: Arc<std::collections::HashSet<u32>>,
 }
 
 impl std::fmt::Debug for PolicyTokenizer {
@@ -44,10 +49,15 @@ impl std::fmt::Debug for PolicyTokenizer {
 impl PolicyTokenizer {
     /// Wraps a tokenizers-crate tokenizer.
     pub fn new(tokenizer: Tokenizer) -> Self {
-        let mut content = tokenizer;
+        let mut control = tokenizer;
+        control.set_encode_special_tokens(false);
+        let added = control.get_added_tokens_decoder().into_keys().collect();
+        let mut content = control.clone();
         content.set_encode_special_tokens(true);
         Self {
             content: Arc::new(content),
+            control: Arc::new(control),
+            added: Arc::new(added),
         }
     }
 
@@ -79,6 +89,50 @@ impl PolicyTokenizer {
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self
             .content
+            .encode_fast(text, false)
+            .map_err(Error::tokenizer)?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Encodes a chat template's rendering, whose byte ranges `contents` are messages'
+    /// contents: the template's control strings become their tokens and content never does.
+    /// The whole text is encoded in one pass, as transformers does, unless that would turn
+    /// a control string inside a content range into its token (a message that quotes
+    /// `<|im_end|>`); then each range is encoded on its own, content as content.
+    pub fn encode_rendered(
+        &self,
+        text: &str,
+        contents: &[std::ops::Range<usize>],
+    ) -> Result<Vec<u32>> {
+        let whole = self.control.encode(text, false).map_err(Error::tokenizer)?;
+        let inside =
+            |(start, end): (usize, usize)| contents.iter().any(|c| start < c.end && c.start < end);
+        let forged = whole
+            .get_ids()
+            .iter()
+            .zip(whole.get_offsets())
+            .any(|(id, offsets)| self.added.contains(id) && inside(*offsets));
+        if !forged {
+            return Ok(whole.get_ids().to_vec());
+        }
+        let mut ids = Vec::new();
+        let mut cursor = 0;
+        for range in contents {
+            if range.start > cursor {
+                ids.extend(self.encode_control(&text[cursor..range.start])?);
+            }
+            ids.extend(self.encode(&text[range.clone()])?);
+            cursor = range.end;
+        }
+        if cursor < text.len() {
+            ids.extend(self.encode_control(&text[cursor..])?);
+        }
+        Ok(ids)
+    }
+
+    fn encode_control(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .control
             .encode_fast(text, false)
             .map_err(Error::tokenizer)?;
         Ok(encoding.get_ids().to_vec())

@@ -318,12 +318,7 @@ fn smollm2_agrees_and_answers(device: &Device, precision: Precision, max: f32, m
         return;
     };
     let chat = policy.chat();
-    let prompt = |question: &str| {
-        let mut p = chat.begin();
-        p.extend(chat.user(question).unwrap());
-        p.extend(chat.assistant_prefix().unwrap());
-        p
-    };
+    let prompt = |question: &str| chat.prompt(None, question).unwrap();
     let prompts = vec![
         prompt("Hi!"),
         prompt("Write one sentence about the sea, then stop."),

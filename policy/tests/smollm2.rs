@@ -40,18 +40,13 @@ fn policy() -> Option<&'static Policy> {
 }
 
 fn chat_prompt(policy: &Policy, question: &str) -> Vec<u32> {
-    let chat = policy.chat();
-    let mut prompt = chat.begin();
-    prompt.extend(chat.system(SYSTEM).unwrap());
-    prompt.extend(chat.user(question).unwrap());
-    prompt.extend(chat.assistant_prefix().unwrap());
-    prompt
+    policy.chat().prompt(Some(SYSTEM), question).unwrap()
 }
 
 #[test]
 fn smollm2_sampled_and_scored_logprobs_agree() {
     let Some(policy) = policy() else { return };
-    assert_eq!(policy.chat().format(), ChatFormat::ChatMl);
+    assert_eq!(policy.chat().format(), ChatFormat::Template);
     let prompts = vec![
         chat_prompt(policy, "Hi!"),
         chat_prompt(policy, "Write one sentence about the sea, then stop."),

@@ -228,17 +228,13 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         policy.tokenizer().encode(&args.prompt)?
     } else {
         let chat = policy.chat();
-        let mut ids = chat.begin();
+        // Old SmolLM2 checkpoints use the built-in ChatML, which lacks the default system
+        // prompt that SmolLM2's own template adds.
         let system = args.system.clone().or_else(|| {
             (policy.source() == "smollm2" && chat.format() == ChatFormat::ChatMl)
                 .then(|| SMOLLM2_SYSTEM.to_string())
         });
-        if let Some(system) = system {
-            ids.extend(chat.system(&system)?);
-        }
-        ids.extend(chat.user(&args.prompt)?);
-        ids.extend(chat.assistant_prefix()?);
-        ids
+        chat.prompt(system.as_deref(), &args.prompt)?
     };
     let params = SamplingParams {
         max_new_tokens: args.max_new_tokens,

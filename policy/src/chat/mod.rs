@@ -3,11 +3,22 @@
 //! The actor appends segments turn by turn and never re-tokenizes history (DESIGN.md
 //! section 5). Each segment's ids equal what tokenizing the whole rendered conversation
 //! would give, because every segment starts and ends at a control token or a lone newline.
+//!
+//! A model that ships a `chat_template` is rendered with it ([`jinja`]): the opening prompt
+//! is the template's rendering of the system and first user message, and each later segment
+//! is what the template writes after the assistant's previous message (found with a
+//! sentinel in its place), so the sampled ids are kept as sampled. The built-in formats
+//! serve models without a template.
+
+mod jinja;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::tokenizer::PolicyTokenizer;
+pub use jinja::{JinjaChat, Rendered};
 
 /// The conversation format of a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +32,8 @@ pub enum ChatFormat {
     Llama3,
     /// No control tokens: `role: text\n`.
     Plain,
+    /// The model's own Jinja `chat_template` (kept in its `tokenizer_config.json`).
+    Template,
 }
 
 impl ChatFormat {
@@ -42,9 +55,11 @@ impl ChatFormat {
         }
     }
 
-    /// The Hugging Face (jinja) chat template equivalent, for `tokenizer_config.json`.
-    pub fn jinja(self) -> &'static str {
-        match self {
+    /// The Hugging Face (jinja) chat template equivalent, for `tokenizer_config.json`
+    /// (`None` for [`ChatFormat::Template`], whose text is the model's own).
+    pub fn jinja(self) -> Option<&'static str> {
+        Some(match self {
+            Self::Template => return None,
             Self::Tiny => {
                 "{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
             }
@@ -57,7 +72,7 @@ impl ChatFormat {
             Self::Plain => {
                 "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}"
             }
-        }
+        })
     }
 }
 
@@ -70,6 +85,8 @@ pub struct ChatTemplate {
     start: Option<u32>,
     end: Option<u32>,
     bos: Option<u32>,
+    /// The model's own template ([`ChatFormat::Template`]).
+    jinja: Option<Arc<JinjaChat>>,
 }
 
 impl ChatTemplate {
@@ -91,6 +108,11 @@ impl ChatTemplate {
                 Some(need("<|begin_of_text|>")?),
             ),
             ChatFormat::Plain => (None, None, None),
+            ChatFormat::Template => {
+                return Err(Error::Tokenizer(
+                    "a template format needs its template: use ChatTemplate::from_jinja".into(),
+                ));
+            }
         };
         Ok(Self {
             format,
@@ -98,7 +120,64 @@ impl ChatTemplate {
             start,
             end,
             bos,
+            jinja: None,
         })
+    }
+
+    /// The model's own template over `tokenizer`. Its turn-end id is the first token the
+    /// template writes after an assistant message (`<|im_end|>`, `<|eot_id|>`,
+    /// `<end_of_turn>`, ...).
+    pub fn from_jinja(jinja: JinjaChat, tokenizer: PolicyTokenizer) -> Result<Self> {
+        let end = tokenizer
+            .encode_rendered(&jinja.assistant_end()?, &[])?
+            .first()
+            .copied();
+        Ok(Self {
+            format: ChatFormat::Template,
+            tokenizer,
+            start: None,
+            end,
+            bos: None,
+            jinja: Some(Arc::new(jinja)),
+        })
+    }
+
+    /// The model's own template, when it has one.
+    pub fn jinja(&self) -> Option<&JinjaChat> {
+        self.jinja.as_deref()
+    }
+
+    /// The opening prompt of a conversation: the system message (if any), the first user
+    /// message and the assistant's generation prompt.
+    pub fn prompt(&self, system: Option<&str>, user: &str) -> Result<Vec<u32>> {
+        if let Some(jinja) = &self.jinja {
+            return self.encode_rendered(&jinja.opening(system, user)?);
+        }
+        let mut ids = self.begin();
+        if let Some(system) = system {
+            ids.extend(self.system(system)?);
+        }
+        ids.extend(self.user(user)?);
+        ids.extend(self.assistant_prefix()?);
+        Ok(ids)
+    }
+
+    /// What follows the assistant's last completion when the next user message comes: the
+    /// end of the assistant's turn, the user message and the generation prompt. `history`
+    /// is the conversation so far (system first if any), ending with the assistant message.
+    pub fn next_turn(&self, history: &[(&str, &str)], user: &str) -> Result<Vec<u32>> {
+        let Some(jinja) = &self.jinja else {
+            let mut ids = self.assistant_end()?;
+            ids.extend(self.user(user)?);
+            ids.extend(self.assistant_prefix()?);
+            return Ok(ids);
+        };
+        self.encode_rendered(&jinja.after_assistant(history, user)?)
+    }
+
+    fn encode_rendered(&self, rendered: &Rendered) -> Result<Vec<u32>> {
+        self.tokenizer
+            .encode_rendered(&rendered.text, &rendered.contents)
     }
 
     pub fn format(&self) -> ChatFormat {
@@ -114,9 +193,22 @@ impl ChatTemplate {
         self.end
     }
 
-    /// What starts a conversation (BOS for Llama 3, nothing otherwise).
+    /// What starts a conversation (BOS for Llama 3, nothing otherwise; nothing for a
+    /// model's own template, whose opening comes with [`ChatTemplate::prompt`]).
     pub fn begin(&self) -> Vec<u32> {
         self.bos.into_iter().collect()
+    }
+
+    /// A model's own template renders whole conversations, not lone turns.
+    fn stateless(&self) -> Result<()> {
+        match self.jinja {
+            Some(_) => Err(Error::InvalidInput(
+                "this model's own chat template renders whole conversations: use \
+                 ChatTemplate::prompt and next_turn (or render)"
+                    .into(),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// A system turn.
@@ -139,7 +231,9 @@ impl ChatTemplate {
 
     /// What opens the assistant's turn; the completion is sampled after it.
     pub fn assistant_prefix(&self) -> Result<Vec<u32>> {
+        self.stateless()?;
         match self.format {
+            ChatFormat::Template => unreachable_template(),
             ChatFormat::Tiny => self.control("<|assistant|>").map(|id| vec![id]),
             ChatFormat::ChatMl => Ok(self.with_start(self.tokenizer.encode("assistant\n")?)),
             ChatFormat::Llama3 => self.llama3_header("assistant"),
@@ -158,6 +252,14 @@ impl ChatTemplate {
         messages: &[(&str, &str)],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>> {
+        if let Some(jinja) = &self.jinja {
+            let all: Vec<usize> = (0..messages.len()).collect();
+            return self.encode_rendered(&jinja.render_split(
+                messages,
+                add_generation_prompt,
+                &all,
+            )?);
+        }
         let mut ids = self.begin();
         for (role, text) in messages {
             match *role {
@@ -172,7 +274,9 @@ impl ChatTemplate {
     }
 
     fn turn(&self, role: &str, text: &str) -> Result<Vec<u32>> {
+        self.stateless()?;
         let mut ids = match self.format {
+            ChatFormat::Template => return unreachable_template(),
             ChatFormat::Tiny => {
                 let mut ids = vec![self.control(&format!("<|{role}|>"))?];
                 ids.extend(self.tokenizer.encode(text)?);
@@ -195,7 +299,9 @@ impl ChatTemplate {
     }
 
     fn end_of_turn(&self) -> Result<Vec<u32>> {
+        self.stateless()?;
         Ok(match self.format {
+            ChatFormat::Template => return unreachable_template(),
             ChatFormat::Tiny | ChatFormat::Llama3 => self.end.into_iter().collect(),
             ChatFormat::ChatMl => {
                 let mut ids: Vec<u32> = self.end.into_iter().collect();
@@ -226,6 +332,13 @@ impl ChatTemplate {
             ))
         })
     }
+}
+
+/// A [`ChatFormat::Template`] always carries its template, which `stateless` refuses first.
+fn unreachable_template<T>() -> Result<T> {
+    Err(Error::InvalidInput(
+        "a template chat has no built-in turn format".into(),
+    ))
 }
 
 #[cfg(test)]
