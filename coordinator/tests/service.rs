@@ -450,23 +450,26 @@ async fn publish_then_fetch_round_trips_with_resume_and_watchers_see_the_version
     assert_eq!(std::fs::read(&resumed).unwrap(), original);
     assert!(!partial_path(&resumed).exists());
 
-    // Raw fetch from an offset: chunks start there, carry their checksum and the size.
+    // Raw fetch from an offset: chunks start there, carry their checksum and the size. A
+    // request for 1-byte chunks gets the 64 KiB minimum (tiny chunks would cost the
+    // coordinator 32 bytes of digest per byte of the blob).
     let mut raw_client = raw(&server).await;
     let mut stream = raw_client
         .fetch_checkpoint(call(v1::FetchCheckpointRequest {
             sha256: blob.id.to_string(),
             offset: 1000,
-            max_chunk_bytes: 4096,
+            max_chunk_bytes: 1,
         }))
         .await
         .unwrap()
         .into_inner();
     let chunk = stream.message().await.unwrap().unwrap();
+    let min = arlas_proto::limits::MIN_CHUNK_BYTES;
     assert_eq!(
         (chunk.offset, chunk.data.len(), chunk.total_size),
-        (1000, 4096, blob.size)
+        (1000, min, blob.size)
     );
-    assert_eq!(chunk.data, original[1000..1000 + 4096]);
+    assert_eq!(chunk.data, original[1000..1000 + min]);
     assert_eq!(chunk.data_sha256, Sha256::digest(&chunk.data).to_vec());
     drop(stream); // a download left unread would hold the graceful shutdown until its grace
 

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
-use arlas_proto::limits::MAX_CHUNK_BYTES;
+use arlas_proto::limits::{MAX_CHUNK_BYTES, chunk_bytes};
 use arlas_proto::v1;
 use arlas_proto::v1::publish_checkpoint_request::Kind;
 use arlas_runtime::blocking;
@@ -217,10 +217,7 @@ impl v1::coordinator_server::Coordinator for CoordinatorService {
                 req.offset, blob.id, blob.size
             )));
         }
-        let chunk = match req.max_chunk_bytes as usize {
-            0 => MAX_CHUNK_BYTES,
-            n => n.min(MAX_CHUNK_BYTES),
-        };
+        let chunk = chunk_bytes(req.max_chunk_bytes);
         let digests = self
             .digests
             .get(&blob, &path, chunk)
