@@ -397,6 +397,36 @@ async fn acks_credits_duplicates_invalid_stale_and_a_published_version() {
     cluster.stop().await;
 }
 
+/// A stream that ends hands its credits to the others at once: with no training to free
+/// room (nothing is sent, so no batch fills), a stream that got nothing at open is granted the closed
+/// stream's credits (issue 17: stuck or closed streams must not starve the rest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_streams_credits_go_to_the_others_without_an_update() {
+    let cluster = Cluster::start(|c| {
+        c.queue_capacity = 8;
+        c.batch_episodes = 8;
+        c.stream_credits = 8;
+    })
+    .await;
+    let mut client = cluster.client(Some(TOKEN)).await;
+    let first = open(&mut client).await;
+    assert_eq!(first.credits, 8);
+    let mut second = open(&mut client).await;
+    assert_eq!(
+        second.credits, 0,
+        "the room is promised to the first stream"
+    );
+    drop(first);
+    let update = tokio::time::timeout(Duration::from_secs(60), second.acks.next())
+        .await
+        .expect("a credit update within 60 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(update.status, v1::AckStatus::Unspecified as i32);
+    assert_eq!(update.credits, 8);
+    cluster.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_or_wrong_token_is_unauthenticated_health_is_open() {
     let cluster = Cluster::start(|_| {}).await;

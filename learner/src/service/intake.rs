@@ -156,9 +156,14 @@ impl Intake {
         (id, self.regrant(id))
     }
 
-    /// The stream ended: its grant returns to the pool.
-    pub fn close_stream(&mut self, id: StreamId) {
-        self.grants.remove(&id);
+    /// The stream ended: its grant returns to the pool and goes to the other streams at
+    /// once (not at the next update, which a stalled learner may never make). Returns the
+    /// streams whose grant grew, with their new grant.
+    pub fn close_stream(&mut self, id: StreamId) -> Vec<(StreamId, u32)> {
+        if self.grants.remove(&id).is_none() {
+            return Vec::new();
+        }
+        self.spread_credits()
     }
 
     fn use_credit(&mut self, stream: StreamId) {
@@ -410,7 +415,9 @@ mod tests {
         i.commit_pending(0);
         // 4 queued, b holds 4, c holds 2: a gets nothing more.
         assert_eq!(i.regrant(a), 0);
-        i.close_stream(b);
+        // b's 4 credits go to the others when b closes, the smallest grant first.
+        assert_eq!(i.close_stream(b), vec![(a, 4)]);
+        assert!(i.close_stream(b).is_empty(), "closing twice frees nothing");
         assert_eq!(i.regrant(a), 4);
         let st = i.status();
         let granted: u64 = i.grants.values().map(|&g| u64::from(g)).sum();

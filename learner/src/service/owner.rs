@@ -179,7 +179,7 @@ impl Owner {
                     if acks.try_send(Ok(first)).is_ok() && reply.send(id).is_ok() {
                         self.streams.insert(id, acks);
                     } else {
-                        self.intake.close_stream(id);
+                        credit_updates.extend(self.intake.close_stream(id));
                     }
                 }
                 Command::Submit {
@@ -248,16 +248,16 @@ impl Owner {
             answer.credits = self.intake.regrant(stream);
             self.answer(stream, answer);
         }
+        for stream in closes {
+            self.streams.remove(&stream);
+            credit_updates.extend(self.intake.close_stream(stream));
+        }
         for (stream, credits) in credit_updates {
             let update = v1::TrajectoryAck {
                 credits,
                 ..ack(0, v1::AckStatus::Unspecified, String::new())
             };
             self.answer(stream, update);
-        }
-        for stream in closes {
-            self.streams.remove(&stream);
-            self.intake.close_stream(stream);
         }
         Ok(keep_going)
     }
@@ -278,7 +278,8 @@ impl Owner {
                 )));
             }
             self.streams.remove(&stream);
-            self.intake.close_stream(stream);
+            // Its credits go to the others with the next update.
+            let _ = self.intake.close_stream(stream);
         }
     }
 
