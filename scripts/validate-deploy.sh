@@ -176,11 +176,11 @@ render_and_validate() {
 check "k8s: deploy/k8s/base renders and validates ($K8S_VERSIONS)" \
   render_and_validate deploy/k8s/base --external-secret arlas-token
 check "k8s: deploy/k8s/overlays/cpu renders and validates ($K8S_VERSIONS)" \
-  render_and_validate deploy/k8s/overlays/cpu
+  render_and_validate deploy/k8s/overlays/cpu --external-secret arlas-token
 check "k8s: deploy/k8s/overlays/gpu renders and validates ($K8S_VERSIONS)" \
   render_and_validate deploy/k8s/overlays/gpu --gpu --external-secret arlas-token
 check "k8s: deploy/k8s/overlays/agentdojo (AgentDojo sidecar) renders and validates ($K8S_VERSIONS)" \
-  render_and_validate deploy/k8s/overlays/agentdojo
+  render_and_validate deploy/k8s/overlays/agentdojo --external-secret arlas-token
 
 learners_in_step() {
   sed -e 's/agent/attacker/g' deploy/k8s/base/learner-agent.yaml >"$WORK/a"

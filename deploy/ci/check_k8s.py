@@ -7,7 +7,8 @@ Usage: check_k8s.py RENDERED_YAML [--gpu] [--external-secret NAME]...
   a StatefulSet's serviceName is a headless Service; an HPA targets an existing workload;
 - every container has cpu/memory requests and limits, liveness and readiness probes on its own
   ports, runs as non-root, and its prometheus.io/port annotation is its --metrics-listen port;
-- every Secret a pod mounts is rendered too, or named with --external-secret (created by hand);
+- every Secret a pod mounts is rendered too, or named with --external-secret (created by hand),
+  and a Secret named with --external-secret is never rendered (no token committed to git);
 - the arlas topology: a coordinator StatefulSet with a volume claim, one learner StatefulSet per
   player (agent, attacker), actors as a Deployment, `--coordinator` naming the coordinator
   Service's gRPC port; with --gpu every learner asks for an nvidia.com/gpu and has a node selector.
@@ -51,6 +52,10 @@ def main(argv):
     workloads = {**{("Deployment", n): d for n, d in by_kind.get("Deployment", {}).items()},
                  **{("StatefulSet", n): d for n, d in by_kind.get("StatefulSet", {}).items()}}
     secrets = set(by_kind.get("Secret", {})) | external
+    # A secretGenerator appends a content hash to the name: arlas-token-5f2b...
+    committed = [n for n in by_kind.get("Secret", {}) for e in external if n == e or n.startswith(e + "-")]
+    for name in sorted(committed):
+        problems.append(f"Secret/{name} is rendered from the repository; create it by hand (a committed token is no secret)")
     services = by_kind.get("Service", {})
 
     for (kind, name), w in workloads.items():
