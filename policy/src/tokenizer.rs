@@ -130,6 +130,11 @@ impl PolicyTokenizer {
         Ok(ids)
     }
 
+    /// Whether `id` is an added token (a control token such as `<|im_end|>`).
+    pub fn is_added(&self, id: u32) -> bool {
+        self.added.contains(&id)
+    }
+
     fn encode_control(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self
             .control

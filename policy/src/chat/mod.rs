@@ -125,13 +125,15 @@ impl ChatTemplate {
     }
 
     /// The model's own template over `tokenizer`. Its turn-end id is the first token the
-    /// template writes after an assistant message (`<|im_end|>`, `<|eot_id|>`,
-    /// `<end_of_turn>`, ...).
+    /// template writes after an assistant message when that is a control token
+    /// (`<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`, ...); a template that ends turns with
+    /// plain text (a newline) has none, so generation is not cut at the first newline.
     pub fn from_jinja(jinja: JinjaChat, tokenizer: PolicyTokenizer) -> Result<Self> {
         let end = tokenizer
             .encode_rendered(&jinja.assistant_end()?, &[])?
             .first()
-            .copied();
+            .copied()
+            .filter(|&id| tokenizer.is_added(id));
         Ok(Self {
             format: ChatFormat::Template,
             tokenizer,
@@ -377,6 +379,23 @@ mod tests {
             "<|system|>You are an agent.<|end|><|user|>Task: read_email<|end|><|assistant|><action>reply()</action><|end|>"
         );
         assert_eq!(chat.turn_end_id(), chat.tokenizer().token_id("<|end|>"));
+    }
+
+    #[test]
+    fn a_template_turn_end_is_a_control_token_or_none() {
+        let tok = tiny().tokenizer().clone();
+        let ends_with = |end: &str| {
+            let source = format!(
+                "{{% for m in messages %}}{{{{ m.role }}}}: {{{{ m.content }}}}{end}{{% endfor %}}"
+            );
+            let jinja = JinjaChat::new(&source, None, None).unwrap();
+            ChatTemplate::from_jinja(jinja, tok.clone())
+                .unwrap()
+                .turn_end_id()
+        };
+        assert_eq!(ends_with("<|end|>\n"), tok.token_id("<|end|>"));
+        // A plain newline must not become a stop token.
+        assert_eq!(ends_with("\n"), None);
     }
 
     #[test]
