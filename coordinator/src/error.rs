@@ -69,6 +69,10 @@ pub enum Error {
     },
     #[error("no lease {0}: it expired or the coordinator restarted; register again")]
     UnknownLease(String),
+    #[error(
+        "{max} {role} leases are live, the most this coordinator holds; deregister or let leases expire before registering more"
+    )]
+    TooManyLeases { role: &'static str, max: usize },
     #[error("lease {lease} belongs to {role}; this rpc is for {needed}s only")]
     WrongRole {
         lease: String,

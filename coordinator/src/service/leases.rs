@@ -14,6 +14,15 @@ struct Lease {
     expires: Instant,
 }
 
+/// The most live leases of `role`: learners are a handful per run (one or a few per
+/// player), actors many.
+pub fn max_live(role: Role) -> usize {
+    match role {
+        Role::Learner => 64,
+        Role::Actor => 65_536,
+    }
+}
+
 /// Live leases by id.
 #[derive(Debug)]
 pub struct Leases {
@@ -33,8 +42,18 @@ impl Leases {
         self.ttl
     }
 
-    /// A new lease for `registration`, valid until `now + ttl`.
-    pub fn register(&mut self, registration: Registration, now: Instant) -> LeaseId {
+    /// A new lease for `registration`, valid until `now + ttl`; refused when its role
+    /// already holds [`max_live`] leases (each live learner is listed in every run state
+    /// sent, so unbounded registrations would grow it past the message limit).
+    pub fn register(&mut self, registration: Registration, now: Instant) -> Result<LeaseId> {
+        let role = registration.role();
+        let max = max_live(role);
+        if self.count(role) >= max {
+            return Err(Error::TooManyLeases {
+                role: role.name(),
+                max,
+            });
+        }
         let id = LeaseId::random();
         self.live.insert(
             id.clone(),
@@ -43,7 +62,7 @@ impl Leases {
                 expires: now + self.ttl,
             },
         );
-        id
+        Ok(id)
     }
 
     /// Extends lease `id` to `now + ttl`. An expired lease is gone: register again.
@@ -137,8 +156,8 @@ mod tests {
         let t0 = Instant::now();
         let ttl = Duration::from_secs(10);
         let mut leases = Leases::new(ttl);
-        let a = leases.register(actor(), t0);
-        let b = leases.register(actor(), t0);
+        let a = leases.register(actor(), t0).unwrap();
+        let b = leases.register(actor(), t0).unwrap();
         assert_eq!(leases.count(Role::Actor), 2);
         leases.renew(&a, t0 + Duration::from_secs(8)).unwrap();
         // b's lease ends at t0 + 10 s; a's at t0 + 18 s.
@@ -158,15 +177,17 @@ mod tests {
     fn roles_are_enforced_and_learners_listed() {
         let t0 = Instant::now();
         let mut leases = Leases::new(Duration::from_secs(5));
-        let a = leases.register(actor(), t0);
-        let l = leases.register(
-            Registration::Learner {
-                name: "l".into(),
-                url: "http://127.0.0.1:1".into(),
-                players: vec![Player::Agent],
-            },
-            t0,
-        );
+        let a = leases.register(actor(), t0).unwrap();
+        let l = leases
+            .register(
+                Registration::Learner {
+                    name: "l".into(),
+                    url: "http://127.0.0.1:1".into(),
+                    players: vec![Player::Agent],
+                },
+                t0,
+            )
+            .unwrap();
         assert!(leases.require(&l, Role::Learner, t0).is_ok());
         assert!(matches!(
             leases.require(&a, Role::Learner, t0),
@@ -178,5 +199,28 @@ mod tests {
         assert!(leases.remove(&l));
         assert!(!leases.remove(&l));
         assert!(leases.learners().is_empty());
+    }
+
+    #[test]
+    fn live_leases_per_role_are_bounded() {
+        let t0 = Instant::now();
+        let mut leases = Leases::new(Duration::from_secs(5));
+        let learner = |n: usize| Registration::Learner {
+            name: format!("l{n}"),
+            url: "http://127.0.0.1:1".into(),
+            players: vec![Player::Agent],
+        };
+        let max = max_live(Role::Learner);
+        let ids: Vec<LeaseId> = (0..max)
+            .map(|n| leases.register(learner(n), t0).unwrap())
+            .collect();
+        assert!(matches!(
+            leases.register(learner(max), t0),
+            Err(Error::TooManyLeases { max: m, .. }) if m == max
+        ));
+        // Actors are counted apart, and a freed learner lease can be taken again.
+        leases.register(actor(), t0).unwrap();
+        assert!(leases.remove(&ids[0]));
+        leases.register(learner(max), t0).unwrap();
     }
 }

@@ -214,12 +214,14 @@ fn handle(state: &mut CoordinatorState, command: Command, views: &watch::Sender<
     // A dropped reply receiver means the rpc was cancelled; the state change stands.
     match command {
         Command::Register(registration, reply) => {
-            let id = state.register(registration, now);
-            let lease = Lease {
-                id,
-                ttl: state.lease_ttl(),
-            };
-            answer(state, views, reply, Ok((lease, state.view())));
+            let result = state.register(registration, now).map(|id| {
+                let lease = Lease {
+                    id,
+                    ttl: state.lease_ttl(),
+                };
+                (lease, state.view())
+            });
+            answer(state, views, reply, result);
         }
         Command::Heartbeat(lease, reply) => {
             let result = state

@@ -16,6 +16,7 @@ pub fn code(e: &Error) -> Code {
         Error::StaleVersion { .. } => Code::FailedPrecondition,
         Error::VersionConflict { .. } | Error::DuplicateMember(_) => Code::AlreadyExists,
         Error::ShuttingDown => Code::Unavailable,
+        Error::TooManyLeases { .. } => Code::ResourceExhausted,
         Error::Core(_)
         | Error::Io { .. }
         | Error::Registry { .. }

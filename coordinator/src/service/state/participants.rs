@@ -17,13 +17,13 @@ impl CoordinatorState {
         self.leases.ttl()
     }
 
-    pub fn register(&mut self, registration: Registration, now: Instant) -> LeaseId {
-        self.leases.expire(now);
+    pub fn register(&mut self, registration: Registration, now: Instant) -> Result<LeaseId> {
+        self.expire(now);
         let role = registration.role();
-        let id = self.leases.register(registration, now);
+        let id = self.leases.register(registration, now)?;
         tracing::info!(lease = %id, role = role.name(), "registered");
         self.changed();
-        id
+        Ok(id)
     }
 
     pub fn heartbeat(&mut self, lease: &LeaseId, now: Instant) -> Result<()> {

@@ -38,14 +38,16 @@ fn stage(state: &CoordinatorState, bytes: &[u8]) -> StagedBlob {
 }
 
 fn learner(state: &mut CoordinatorState, now: Instant) -> LeaseId {
-    state.register(
-        Registration::Learner {
-            name: "learner".into(),
-            url: "http://127.0.0.1:50052".into(),
-            players: vec![Player::Agent, Player::Attacker],
-        },
-        now,
-    )
+    state
+        .register(
+            Registration::Learner {
+                name: "learner".into(),
+                url: "http://127.0.0.1:50052".into(),
+                players: vec![Player::Agent, Player::Attacker],
+            },
+            now,
+        )
+        .unwrap()
 }
 
 fn header(lease: &LeaseId, player: Player, version: u64, blob: &BlobRef) -> PublishHeader {
@@ -137,7 +139,9 @@ fn only_learners_publish_and_only_checkpoint_archives_are_accepted() {
     let tmp = tempfile::tempdir().unwrap();
     let mut state = CoordinatorState::open(tmp.path(), config()).unwrap();
     let now = Instant::now();
-    let actor = state.register(Registration::Actor { name: "a".into() }, now);
+    let actor = state
+        .register(Registration::Actor { name: "a".into() }, now)
+        .unwrap();
     let (_, good) = blob("x");
     let err = state
         .check_publish(&header(&actor, Player::Agent, 1, &good), now)
@@ -331,7 +335,9 @@ fn opponents_come_from_the_population_for_actors_only() {
     let tmp = tempfile::tempdir().unwrap();
     let mut state = CoordinatorState::open(tmp.path(), config()).unwrap();
     let now = Instant::now();
-    let actor = state.register(Registration::Actor { name: "a".into() }, now);
+    let actor = state
+        .register(Registration::Actor { name: "a".into() }, now)
+        .unwrap();
     assert!(
         state
             .assign_opponents(&actor, 0, 4, now)
@@ -420,7 +426,9 @@ fn expired_leases_change_the_view() {
     let tmp = tempfile::tempdir().unwrap();
     let mut state = CoordinatorState::open(tmp.path(), config()).unwrap();
     let t0 = Instant::now();
-    let actor = state.register(Registration::Actor { name: "a".into() }, t0);
+    let actor = state
+        .register(Registration::Actor { name: "a".into() }, t0)
+        .unwrap();
     learner(&mut state, t0);
     assert_eq!(state.view().connected_actors, 1);
     assert_eq!(state.view().learners.len(), 1);
