@@ -124,7 +124,7 @@ impl JinjaChat {
         messages.push(("assistant", SENTINEL));
         messages.push(("user", user));
         let whole = self.render_split(&messages, true, &[messages.len() - 1])?;
-        let cut = whole.text.rfind(SENTINEL).ok_or_else(dropped_sentinel)? + SENTINEL.len();
+        let cut = after_sentinel(&whole.text)?;
         Ok(Rendered {
             text: whole.text[cut..].to_string(),
             contents: whole
@@ -140,7 +140,7 @@ impl JinjaChat {
     /// `<|im_end|>\n`): empty when it writes nothing.
     pub fn assistant_end(&self) -> Result<String> {
         let text = self.render(&[("user", "x"), ("assistant", SENTINEL)], false)?;
-        let cut = text.rfind(SENTINEL).ok_or_else(dropped_sentinel)? + SENTINEL.len();
+        let cut = after_sentinel(&text)?;
         Ok(text[cut..].to_string())
     }
 
@@ -171,7 +171,7 @@ impl JinjaChat {
             })
             .collect();
         let skeleton = self.render(&skeleton_messages, add_generation_prompt)?;
-        let pieces = split_markers(&skeleton, messages.len());
+        let pieces = split_markers(&skeleton, &markers);
         let mut pos = 0;
         let mut contents = Vec::new();
         for (k, piece) in pieces.iter().enumerate() {
@@ -228,8 +228,7 @@ enum Piece {
 }
 
 /// The skeleton as template text and markers, in order.
-fn split_markers(skeleton: &str, messages: usize) -> Vec<Piece> {
-    let markers: Vec<String> = (0..messages).map(marker).collect();
+fn split_markers(skeleton: &str, markers: &[String]) -> Vec<Piece> {
     let mut pieces = Vec::new();
     let mut rest = skeleton;
     loop {
@@ -262,6 +261,13 @@ fn unaligned(message: Option<usize>) -> Error {
                  cannot keep contents apart from the template's control text"
             .to_string(),
     })
+}
+
+/// Where the text after the sentinel (the assistant's last message) starts.
+fn after_sentinel(text: &str) -> Result<usize> {
+    text.rfind(SENTINEL)
+        .map(|at| at + SENTINEL.len())
+        .ok_or_else(dropped_sentinel)
 }
 
 fn dropped_sentinel() -> Error {
